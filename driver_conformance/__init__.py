@@ -1,0 +1,19 @@
+"""driver-conformance: the conformance test kit for oslo.messaging transport drivers.
+
+Adapters import :data:`hookimpl` to register with the kit, and subclass
+:class:`~driver_conformance.adapter.Adapter`.
+"""
+
+from driver_conformance.adapter import Adapter, Backend, BackendUnavailable, Capabilities
+from driver_conformance.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Adapter",
+    "Backend",
+    "BackendUnavailable",
+    "Capabilities",
+    "__version__",
+    "hookimpl",
+]

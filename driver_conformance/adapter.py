@@ -1,0 +1,153 @@
+"""What an adapter is: the object that wires one driver under test into the kit.
+
+An adapter is handed to the kit by the :func:`~driver_conformance.hookspecs.conformance_adapters`
+hook.  It knows how to reach the driver's backend, how to build the driver,
+which optional parts of the contract the driver claims, and how to keep one
+run's names apart from another's.  Everything else (the scenarios, the timing,
+the verdicts) is the kit's, and is the same for every driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from oslo_config import cfg
+
+from driver_conformance.faults import FaultInjector
+
+#: Listener styles a driver may hand back from ``listen()``.
+CALLBACK = "callback"
+POLL = "poll"
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+    """The optional parts of the contract a driver declares.
+
+    Declarations are checked against behaviour: a feature declared supported
+    that does not work fails its clauses, and a feature declared unsupported
+    whose call does not refuse (``require_features`` not raising,
+    ``listen_for_notifications`` with a pool not raising
+    ``NotImplementedError``) fails the declaration clause.
+    """
+
+    rpc: bool = True
+    notifications: bool = True
+    pools: bool = True
+    requeue: bool = True
+    call_monitor: bool = True
+    #: Listener styles the driver can produce; scenarios about poll-style
+    #: listeners run only when ``"poll"`` is listed.
+    listener_styles: frozenset[str] = frozenset({CALLBACK})
+    #: Fault kinds (see :mod:`driver_conformance.faults`) the adapter can inject.
+    faults: frozenset[str] = frozenset()
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["listener_styles"] = sorted(self.listener_styles)
+        data["faults"] = sorted(self.faults)
+        return data
+
+
+@dataclasses.dataclass
+class Backend:
+    """One run's view of the backend, as prepared by :meth:`Adapter.backend`.
+
+    ``url`` is the transport URL the drivers under test are built with; it may
+    differ from the URL the user gave (a proxy in front of the broker, a fresh
+    virtual host).  ``faults`` is None when the adapter cannot inject faults.
+    """
+
+    url: str
+    faults: FaultInjector | None = None
+    #: Free-form facts for reports (broker version, ...); never credentials.
+    facts: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+class BackendUnavailable(Exception):
+    """The backend cannot be reached; the message names the host, not the password."""
+
+
+class Adapter:
+    """Base class for adapters; subclass it and override what your driver needs.
+
+    The defaults describe a driver that is loaded by oslo.messaging from the
+    transport URL's scheme, needs no backend preparation, and declares the
+    capabilities given in :attr:`capabilities`.
+    """
+
+    #: The name users pass to ``--driver``.
+    name: str = ""
+    #: One line shown by ``driver-conformance list``.
+    description: str = ""
+    #: The transport URL used when the user gives no ``--transport-url``.
+    default_url: str = ""
+
+    def validate_url(self, url: str) -> None:
+        """Raise ``BadTransportURL`` or ``NoSuchDriver`` (one line, no password) for a bad URL.
+
+        Called before anything connects, so that a typo is a usage error and
+        not a broker timeout.  The default checks that the URL parses and that
+        an oslo.messaging driver is installed for its scheme.
+        """
+        from driver_conformance.drivers import NoSuchDriver, installed_schemes
+        from driver_conformance.urls import mask_url, parse_url, scheme_of
+
+        parse_url(cfg.ConfigOpts(), url)
+        scheme = scheme_of(url)
+        if scheme not in installed_schemes():
+            raise NoSuchDriver(
+                f"no oslo.messaging driver is installed for scheme {scheme!r} "
+                f"(in {mask_url(url)!r}); installed: {', '.join(installed_schemes())}"
+            )
+
+    def get_capabilities(self, url: str) -> Capabilities:
+        """The capabilities the driver at ``url`` declares."""
+        return Capabilities()
+
+    def option_overrides(self) -> Mapping[str, Mapping[str, Any]]:
+        """Configuration overrides that make the driver fast under test.
+
+        Keys are option group names (``"DEFAULT"`` for the default group),
+        values map option names to values, e.g.
+        ``{"oslo_messaging_rabbit": {"kombu_reconnect_delay": 0.1}}``.
+        """
+        return {}
+
+    @contextlib.contextmanager
+    def backend(self, url: str, prefix: str) -> Iterator[Backend]:
+        """Prepare the backend for one run and tear it down afterwards.
+
+        ``prefix`` starts every exchange, topic, server and pool name the kit
+        uses in this run (and pytest-xdist worker); teardown deletes whatever
+        the run declared under it.  Raise :class:`BackendUnavailable` when the
+        backend cannot be reached, within a few seconds.
+        """
+        yield Backend(url=url)
+
+    def make_driver(
+        self,
+        conf: cfg.ConfigOpts,
+        url: str,
+        *,
+        default_exchange: str,
+        allowed_remote_exmods: list[str],
+        listener_style: str = CALLBACK,
+    ) -> Any:
+        """Build one driver instance (a ``BaseDriver``) for ``url``.
+
+        The default loads the driver from the ``oslo.messaging.drivers``
+        entry-point group, keyed by the URL's scheme, exactly as
+        ``oslo_messaging.get_transport`` does.
+        """
+        from driver_conformance.drivers import load_driver
+
+        return load_driver(
+            conf,
+            url,
+            default_exchange=default_exchange,
+            allowed_remote_exmods=allowed_remote_exmods,
+        )

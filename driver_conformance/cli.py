@@ -1,0 +1,94 @@
+"""The ``driver-conformance`` command: the catalog, the adapters, and the tools around a run."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import textwrap
+from collections.abc import Sequence
+
+from driver_conformance.catalog import LEVELS, load_catalog
+
+EXIT_USAGE = 4
+
+
+def _scenario_counts() -> collections.Counter[str]:
+    """How many scenarios (test functions) name each clause, read from the scenario modules."""
+    import importlib
+    import pkgutil
+
+    import driver_conformance.scenarios as scenarios
+
+    counts: collections.Counter[str] = collections.Counter()
+    for info in pkgutil.iter_modules(scenarios.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{scenarios.__name__}.{info.name}")
+        for name, obj in vars(module).items():
+            if not name.startswith("test") or not callable(obj):
+                continue
+            for mark in getattr(obj, "pytestmark", []):
+                if mark.name == "clause":
+                    counts.update(mark.args)
+    return counts
+
+
+def cmd_clauses(args: argparse.Namespace) -> int:
+    catalog = load_catalog()
+    counts = _scenario_counts()
+    clauses = list(catalog)
+    if args.level:
+        clauses = [c for c in clauses if c.level == args.level.upper()]
+    width = max(len(c.id) for c in catalog)
+    for clause in clauses:
+        print(f"{clause.id:<{width}}  {clause.level:<8}  scenarios={counts[clause.id]}")
+        if args.verbose:
+            print(textwrap.indent(textwrap.fill(clause.text, 90), "    "))
+    by_level = collections.Counter(c.level for c in clauses)
+    print(f"{len(clauses)} clauses: " + ", ".join(f"{by_level[lv]} {lv}" for lv in LEVELS))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from driver_conformance.registry import AdapterRegistry, make_plugin_manager
+
+    registry = AdapterRegistry(make_plugin_manager())
+    for name, adapter in registry.items():
+        print(f"{name:<14} {adapter.description}")
+        print(f"{'':<14} default url: {adapter.default_url or '(give --transport-url)'}; "
+              f"from {registry.origin(name)}")
+        if adapter.default_url and args.capabilities:
+            caps = adapter.get_capabilities(adapter.default_url).as_dict()
+            print(f"{'':<14} capabilities: " + ", ".join(f"{k}={v}" for k, v in caps.items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="driver-conformance",
+        description="Conformance test kit for oslo.messaging transport drivers. "
+                    "Run the suite with `pytest --driver=NAME`.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("clauses", help="print the clause catalog")
+    p.add_argument("--level", choices=[lv.lower() for lv in LEVELS] + list(LEVELS))
+    p.add_argument("-v", "--verbose", action="store_true", help="show each clause's sentence")
+    p.set_defaults(func=cmd_clauses)
+    p = sub.add_parser("list", help="list the adapters found and their capabilities")
+    p.add_argument("--no-capabilities", dest="capabilities", action="store_false",
+                   help="do not build drivers to show capabilities")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code else 0
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""The ``kit`` fixture: what a scenario uses to build, drive and observe a driver.
+
+Every driver call goes through :meth:`Kit.call`, so it is bounded; every
+driver, listener and server a scenario makes is torn down after it, bounded
+too, in parallel where the public API is slow to stop.  Names come from
+:class:`Names`, so scenarios never see each other's messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import oslo_messaging
+from oslo_messaging import transport as om_transport
+from oslo_messaging._drivers import base as driver_base
+
+from driver_conformance import outcomes
+from driver_conformance.adapter import CALLBACK, POLL
+from driver_conformance.bounded import DriverHung, call_bounded
+from driver_conformance.faults import FaultInjector
+from driver_conformance.history import History
+from driver_conformance.inbox import Inbox
+from driver_conformance.run import ConformanceRun
+
+
+class Names:
+    """Unique exchange, topic, server and pool names under the run's prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def unique(self, kind: str) -> str:
+        return f"{self.prefix}-{kind}-{uuid.uuid4().hex[:10]}"
+
+    def exchange(self) -> str:
+        return self.unique("x")
+
+    def topic(self) -> str:
+        return self.unique("t")
+
+    def server(self) -> str:
+        return self.unique("s")
+
+    def pool(self) -> str:
+        return self.unique("p")
+
+    def target(self, *, server: bool = False, fanout: bool = False, exchange: bool = True):
+        """A fresh ``Target`` with a unique exchange and topic (and server)."""
+        return oslo_messaging.Target(
+            exchange=self.exchange() if exchange else None,
+            topic=self.topic(),
+            server=self.server() if server else None,
+            fanout=fanout or None,
+        )
+
+
+class Subscription:
+    """A started listener and the inbox it delivers to."""
+
+    def __init__(self, kit: Kit, listener: Any, inbox: Inbox, what: str) -> None:
+        self.kit = kit
+        self.listener = listener
+        self.inbox = inbox
+        self.what = what
+        self.stopped = False
+        self.cleaned = False
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.kit.call(self.listener.stop, what=f"{self.what}.stop()")
+            self.inbox.close()
+
+    def cleanup(self) -> None:
+        self.stop()
+        if not self.cleaned:
+            self.cleaned = True
+            self.kit.call(self.listener.cleanup, what=f"{self.what}.cleanup()")
+
+
+class Kit:
+    """Per-scenario helpers; see the module docstring."""
+
+    def __init__(self, run: ConformanceRun) -> None:
+        self.run = run
+        self.timing = run.timing
+        self.caps = run.capabilities
+        self.names = Names(run.prefix)
+        self.history = History()
+        self._teardown: list[tuple[str, Callable[[], None]]] = []
+        self._servers: list[Any] = []
+        self._faults_used = False
+        self.errors: list[str] = []
+
+    # -- bounded calls ----------------------------------------------------------------
+    def call(self, fn: Callable[..., Any], *args: Any, what: str, bound: float | None = None,
+             **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` bounded by ``bound`` (default: the run's call bound)."""
+        return call_bounded(fn, *args, bound=bound or self.timing.call_bound, what=what, **kwargs)
+
+    # -- requirements ---------------------------------------------------------------
+    def require(self, feature: str) -> None:
+        """End the scenario as UNSUPPORTED unless the driver declares ``feature``."""
+        if not getattr(self.caps, feature):
+            outcomes.unsupported(f"the adapter declares no support for {feature}")
+
+    def faults(self, *kinds: str) -> FaultInjector:
+        """The adapter's fault injector; NOT RUN unless it can produce every kind."""
+        injector = self.run.backend.faults if self.run.backend else None
+        if injector is None:
+            outcomes.not_run(f"adapter {self.run.adapter.name!r} has no fault injection")
+        missing = [k for k in kinds if k not in injector.kinds]
+        if missing:
+            outcomes.not_run(
+                f"adapter {self.run.adapter.name!r} cannot inject {', '.join(missing)}"
+            )
+        if not self._faults_used:
+            self._faults_used = True
+            self._teardown.append(("faults.heal()", injector.heal))
+        return injector
+
+    # -- drivers and listeners ----------------------------------------------------------
+    def driver(self, *, listener_style: str = CALLBACK,
+               allowed_remote_exmods: list[str] | None = None) -> Any:
+        """A new driver instance, cleaned up (bounded) after the scenario."""
+        if listener_style == POLL and POLL not in self.caps.listener_styles:
+            outcomes.not_run("the driver offers no poll-style listener")
+        driver = self.call(
+            self.run.make_driver,
+            listener_style=listener_style,
+            allowed_remote_exmods=allowed_remote_exmods,
+            what="driver construction",
+        )
+        self._teardown.append(("driver.cleanup()", driver.cleanup))
+        return driver
+
+    def _start(self, listener: Any, inbox: Inbox, what: str) -> Subscription:
+        if isinstance(listener, driver_base.PollStyleListener):
+            # A bare PollStyleListener cannot be started by the public API's
+            # MessageHandlingServer; wrap it so the scenario can go on, and let
+            # the `listen.returns.startable` clause report the defect.
+            listener = driver_base.PollStyleListenerAdapter(listener, 1, None)
+        sub = Subscription(self, listener, inbox, what)
+        self.call(listener.start, inbox, what=f"{what}.start()")
+        self._teardown.append((f"{what}.cleanup()", sub.cleanup))
+        return sub
+
+    def listen(self, driver: Any, target: Any, *, batch_size: int = 1,
+               batch_timeout: float | None = None, inbox: Inbox | None = None,
+               start: bool = True) -> Subscription:
+        """``driver.listen(target, ...)``, started with an inbox (unless ``start=False``)."""
+        listener = self.call(driver.listen, target, batch_size, batch_timeout,
+                             what="driver.listen()")
+        inbox = inbox or Inbox(str(target.server or target.topic))
+        if not start:
+            sub = Subscription(self, listener, inbox, "listener")
+            self._teardown.append(("listener.cleanup()", sub.cleanup))
+            return sub
+        return self._start(listener, inbox, "listener")
+
+    def listen_notifications(self, driver: Any, targets_and_priorities: list[tuple[Any, str]],
+                             *, pool: str | None = None, batch_size: int = 1,
+                             batch_timeout: float | None = None, inbox: Inbox | None = None,
+                             start: bool = True) -> Subscription:
+        listener = self.call(driver.listen_for_notifications, targets_and_priorities, pool,
+                             batch_size, batch_timeout,
+                             what="driver.listen_for_notifications()")
+        inbox = inbox or Inbox(pool or "notifications")
+        if not start:
+            sub = Subscription(self, listener, inbox, "notification listener")
+            self._teardown.append(("notification listener.cleanup()", sub.cleanup))
+            return sub
+        return self._start(listener, inbox, "notification listener")
+
+    def send(self, driver: Any, target: Any, message: dict[str, Any], *,
+             ctxt: dict[str, Any] | None = None, bound: float | None = None,
+             **kwargs: Any) -> Any:
+        """``driver.send(target, ctxt, message, **kwargs)``, bounded."""
+        return self.call(driver.send, target, ctxt or {}, message, what="driver.send()",
+                         bound=bound, **kwargs)
+
+    def notify(self, driver: Any, target: Any, message: dict[str, Any], *,
+               version: float = 2.0, retry: int | None = None,
+               ctxt: dict[str, Any] | None = None) -> None:
+        """``driver.send_notification(target, ctxt, message, version, retry)``, bounded."""
+        self.call(driver.send_notification, target, ctxt or {}, message, version, retry,
+                  what="driver.send_notification()")
+
+    # -- the public oslo.messaging API ------------------------------------------------
+    def rpc_transport(self, **driver_kwargs: Any) -> Any:
+        return om_transport.RPCTransport(self.driver(**driver_kwargs))
+
+    def notification_transport(self, **driver_kwargs: Any) -> Any:
+        return om_transport.NotificationTransport(self.driver(**driver_kwargs))
+
+    def rpc_server(self, transport: Any, target: Any, endpoints: list[Any]) -> Any:
+        """A started ``RPCServer`` (threading executor), stopped after the scenario."""
+        server = oslo_messaging.get_rpc_server(transport, target, endpoints)
+        self.call(server.start, what="RPCServer.start()")
+        self._servers.append(server)
+        return server
+
+    def rpc_client(self, transport: Any, target: Any, **kwargs: Any) -> Any:
+        return oslo_messaging.get_rpc_client(transport, target, **kwargs)
+
+    def notifier(self, transport: Any, *, topics: list[str], driver: str = "messagingv2",
+                 **kwargs: Any) -> Any:
+        return oslo_messaging.Notifier(transport, publisher_id="conformance", driver=driver,
+                                       topics=topics, **kwargs)
+
+    def notification_listener(self, transport: Any, targets: list[Any], endpoints: list[Any],
+                              *, pool: str | None = None, allow_requeue: bool = False,
+                              batch_size: int | None = None,
+                              batch_timeout: float | None = None) -> Any:
+        """A started notification (or batch notification) listener, stopped afterwards."""
+        if batch_size is None:
+            server = oslo_messaging.get_notification_listener(
+                transport, targets, endpoints, pool=pool,
+                allow_requeue=allow_requeue)
+        else:
+            server = oslo_messaging.get_batch_notification_listener(
+                transport, targets, endpoints, pool=pool,
+                allow_requeue=allow_requeue, batch_size=batch_size,
+                batch_timeout=batch_timeout)
+        self.call(server.start, what="notification listener start()")
+        self._servers.append(server)
+        return server
+
+    def stop_servers(self, servers: Iterable[Any] | None = None) -> None:
+        """Stop and wait for servers in parallel (each takes about a second to wait)."""
+        servers = list(self._servers if servers is None else servers)
+        errors: list[str] = []
+
+        def stop(server: Any) -> None:
+            try:
+                server.stop()
+                server.wait()
+            except Exception as exc:  # reported, not raised: teardown goes on
+                errors.append(f"server stop: {exc!r}")
+
+        threads = [threading.Thread(target=stop, args=(s,), daemon=True,
+                                    name="conformance-server-stop") for s in servers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(self.timing.call_bound)
+            if t.is_alive():
+                errors.append("a server did not stop within the call bound")
+        for s in servers:
+            if s in self._servers:
+                self._servers.remove(s)
+        self.errors.extend(errors)
+
+    # -- teardown -------------------------------------------------------------------
+    def close(self) -> list[str]:
+        """Tear down everything the scenario made; return what went wrong."""
+        self.stop_servers()
+        for what, action in reversed(self._teardown):
+            try:
+                self.call(action, what=what)
+            except DriverHung as exc:
+                self.errors.append(str(exc))
+            except Exception as exc:
+                self.errors.append(f"{what} raised {exc!r}")
+        self._teardown.clear()
+        return self.errors
+
+    @contextlib.contextmanager
+    def sending(self, key: str) -> Iterator[None]:
+        """Record the send of ``key`` in the history: invoked, then ok/failed/unknown."""
+        from driver_conformance import history as h
+
+        self.history.invoked(key)
+        try:
+            yield
+        except DriverHung:
+            self.history.finished(key, h.UNKNOWN)
+            raise
+        except oslo_messaging.MessagingTimeout:
+            self.history.finished(key, h.UNKNOWN)
+            raise
+        except Exception:
+            self.history.finished(key, h.FAILED)
+            raise
+        else:
+            self.history.finished(key, h.OK)

@@ -1,0 +1,1 @@
+"""Adapters for known drivers, registered through the kit's own hook like any other."""

@@ -1,0 +1,72 @@
+"""Adapter for the kit's own in-process reference driver (``reference://``).
+
+Each run (and each pytest-xdist worker) gets its own in-process broker,
+named by the run's prefix as the URL's virtual host, and dropped when the
+run ends.  The reference driver declares every capability, fault injection
+included, because it is the baseline every scenario must pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+from oslo_config import cfg
+
+import driver_conformance
+from driver_conformance import faults
+from driver_conformance.adapter import CALLBACK, POLL, Adapter, Backend, Capabilities
+from driver_conformance.drivers import load_driver
+
+
+def _with_vhost(url: str, vhost: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.path.strip("/"):
+        return url
+    return urllib.parse.urlunsplit(parts._replace(path="/" + vhost))
+
+
+def _with_query(url: str, **params: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    query.update(params)
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+class ReferenceAdapter(Adapter):
+    name = "reference"
+    description = "the kit's in-process reference driver: conformant, fast, with fault injection"
+    default_url = "reference://"
+
+    def get_capabilities(self, url: str) -> Capabilities:
+        return Capabilities(
+            listener_styles=frozenset({CALLBACK, POLL}),
+            faults=frozenset({faults.OUTAGE, faults.CUT, faults.LOST_CONFIRM}),
+        )
+
+    @contextlib.contextmanager
+    def backend(self, url: str, prefix: str) -> Iterator[Backend]:
+        from driver_conformance.reference import broker as ref_broker
+        from driver_conformance.reference.faults import ReferenceFaults
+
+        url = _with_vhost(url, prefix)
+        vhost = urllib.parse.urlsplit(url).path.strip("/")
+        try:
+            yield Backend(url=url, faults=ReferenceFaults(ref_broker.get_broker(vhost)),
+                          facts={"broker": "in-process reference broker"})
+        finally:
+            ref_broker.drop_broker(vhost)
+
+    def make_driver(self, conf: cfg.ConfigOpts, url: str, *, default_exchange: str,
+                    allowed_remote_exmods: list[str], listener_style: str = CALLBACK) -> Any:
+        if listener_style == POLL:
+            url = _with_query(url, listener="poll")
+        return load_driver(conf, url, default_exchange=default_exchange,
+                           allowed_remote_exmods=allowed_remote_exmods)
+
+
+@driver_conformance.hookimpl
+def conformance_adapters() -> list[Adapter]:
+    return [ReferenceAdapter()]

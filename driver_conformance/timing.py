@@ -1,0 +1,84 @@
+"""Time in scenarios: scaled constants, deadlines, and waits that return early.
+
+Every duration a scenario uses goes through :class:`Timing`, so one factor
+(``--time-scale``) stretches them all on a slow or loaded machine.  Nothing
+here sleeps to synchronise: positive outcomes are waited for on a condition
+with a deadline and return as soon as they hold, and "nothing else arrives"
+is a single bounded quiet window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """The kit's timing constants, multiplied by ``scale``."""
+
+    scale: float = 1.0
+
+    def s(self, seconds: float) -> float:
+        """``seconds`` stretched by the scale factor."""
+        return seconds * self.scale
+
+    @property
+    def eventually(self) -> float:
+        """Ceiling for a positive outcome (a message arriving, a reply)."""
+        return self.s(5.0)
+
+    @property
+    def quiet(self) -> float:
+        """The window in which "nothing else arrives" is checked."""
+        return self.s(0.5)
+
+    @property
+    def call_bound(self) -> float:
+        """The longest any single driver call may take before it counts as hung."""
+        return self.s(10.0)
+
+    @property
+    def slack(self) -> float:
+        """Absolute tolerance added above a nominal duration (scheduling, GC, a loaded box)."""
+        return self.s(0.6)
+
+    def lower(self, nominal: float) -> float:
+        """The earliest a timer of ``nominal`` (already scaled) may fire: 10% early at most."""
+        return nominal * 0.9 - 0.02
+
+    def upper(self, nominal: float) -> float:
+        """The latest a timer of ``nominal`` (already scaled) may fire."""
+        return nominal * 1.25 + self.slack
+
+
+class Deadline:
+    """A point in monotonic time; ``remaining()`` never goes below zero."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.at
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, condition: threading.Condition
+) -> bool:
+    """Wait on ``condition`` (held by the caller) until ``predicate()`` or ``timeout``."""
+    return condition.wait_for(predicate, timeout=timeout)
+
+
+class Stopwatch:
+    """Elapsed monotonic seconds since creation."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
