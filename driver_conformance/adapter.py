@@ -85,6 +85,8 @@ class Adapter:
     description: str = ""
     #: The transport URL used when the user gives no ``--transport-url``.
     default_url: str = ""
+    #: Port assumed for a URL host given without one (5672 is AMQP's).
+    default_port: int = 5672
 
     def validate_url(self, url: str) -> None:
         """Raise ``BadTransportURL`` or ``NoSuchDriver`` (one line, no password) for a bad URL.
@@ -124,8 +126,14 @@ class Adapter:
         ``prefix`` starts every exchange, topic, server and pool name the kit
         uses in this run (and pytest-xdist worker); teardown deletes whatever
         the run declared under it.  Raise :class:`BackendUnavailable` when the
-        backend cannot be reached, within a few seconds.
+        backend cannot be reached, within a few seconds.  The default checks
+        that some host of a networked URL accepts TCP connections.
         """
+        from driver_conformance.urls import unreachable_reason
+
+        reason = unreachable_reason(url, self.default_port)
+        if reason:
+            raise BackendUnavailable(reason)
         yield Backend(url=url)
 
     def make_driver(

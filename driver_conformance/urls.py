@@ -50,3 +50,41 @@ def parse_url(conf: cfg.ConfigOpts, url: str):
     except (oslo_messaging.InvalidTransportURL, ValueError) as exc:
         reason = str(exc).replace(url, mask_url(url)).splitlines()[0]
         raise BadTransportURL(f"bad transport URL {mask_url(url)!r}: {reason}") from None
+
+
+def network_hosts(url: str) -> list[tuple[str, int | None]]:
+    """``(host, port)`` of every host in ``url`` (several for a multi-host URL)."""
+    netloc = urllib.parse.urlsplit(url).netloc
+    hosts = []
+    for part in netloc.split(","):
+        hostport = part.rsplit("@", 1)[-1]
+        if not hostport:
+            continue
+        if hostport.startswith("["):  # [v6]:port
+            host, _, rest = hostport[1:].partition("]")
+            port = rest.lstrip(":")
+        else:
+            host, _, port = hostport.partition(":")
+        if host:
+            hosts.append((host, int(port) if port.isdigit() else None))
+    return hosts
+
+
+def unreachable_reason(url: str, default_port: int, timeout: float = 3.0) -> str | None:
+    """Why no host of ``url`` accepts a TCP connection, or None when one does.
+
+    A broker that is down should be reported in seconds, naming the host, not
+    discovered as a driver reconnecting forever inside the first scenario.
+    """
+    import socket
+
+    reasons = []
+    for host, port in network_hosts(url):
+        try:
+            with socket.create_connection((host, port or default_port), timeout=timeout):
+                return None
+        except OSError as exc:
+            reasons.append(f"{host}:{port or default_port}: {exc.strerror or exc}")
+    if not reasons:
+        return None
+    return f"cannot reach the backend of {mask_url(url)} ({'; '.join(reasons)})"

@@ -21,18 +21,26 @@ from driver_conformance.adapter import CALLBACK, POLL, Adapter, Backend, Capabil
 from driver_conformance.drivers import load_driver
 
 
+def _unsplit(parts: urllib.parse.SplitResult) -> str:
+    # urlunsplit drops an empty netloc ("reference:///vh" -> "reference:/vh"),
+    # which TransportURL then rejects; keep the "//" explicitly.
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{parts.scheme}://{parts.netloc}{parts.path}{query}"
+
+
 def _with_vhost(url: str, vhost: str) -> str:
+    """``url`` with ``vhost`` as its virtual host, unless it already names one."""
     parts = urllib.parse.urlsplit(url)
     if parts.path.strip("/"):
         return url
-    return urllib.parse.urlunsplit(parts._replace(path="/" + vhost))
+    return _unsplit(parts._replace(path="/" + vhost))
 
 
 def _with_query(url: str, **params: str) -> str:
     parts = urllib.parse.urlsplit(url)
     query = dict(urllib.parse.parse_qsl(parts.query))
     query.update(params)
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+    return _unsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
 class ReferenceAdapter(Adapter):
@@ -48,16 +56,15 @@ class ReferenceAdapter(Adapter):
 
     @contextlib.contextmanager
     def backend(self, url: str, prefix: str) -> Iterator[Backend]:
-        from driver_conformance.reference import broker as ref_broker
+        from driver_conformance.reference import vhosts
         from driver_conformance.reference.faults import ReferenceFaults
 
         url = _with_vhost(url, prefix)
-        vhost = urllib.parse.urlsplit(url).path.strip("/")
         try:
-            yield Backend(url=url, faults=ReferenceFaults(ref_broker.get_broker(vhost)),
+            yield Backend(url=url, faults=ReferenceFaults(vhosts.get_broker(url)),
                           facts={"broker": "in-process reference broker"})
         finally:
-            ref_broker.drop_broker(vhost)
+            vhosts.drop_broker(url)
 
     def make_driver(self, conf: cfg.ConfigOpts, url: str, *, default_exchange: str,
                     allowed_remote_exmods: list[str], listener_style: str = CALLBACK) -> Any:
