@@ -66,14 +66,23 @@ class Subscription:
         self.listener = listener
         self.inbox = inbox
         self.what = what
+        self.started = False
         self.stopped = False
         self.cleaned = False
 
+    def start(self) -> None:
+        """Start a subscription made with ``start=False``, delivering to its inbox."""
+        if not self.started:
+            self.started = True
+            self.kit.call(self.listener.start, self.inbox, what=f"{self.what}.start()")
+
     def stop(self) -> None:
-        if not self.stopped:
+        # oslo's PollStyleListenerAdapter.stop() joins its thread, which fails
+        # if start() never ran: only stop what was started.
+        if self.started and not self.stopped:
             self.stopped = True
             self.kit.call(self.listener.stop, what=f"{self.what}.stop()")
-            self.inbox.close()
+        self.inbox.close()
 
     def cleanup(self) -> None:
         self.stop()
@@ -138,15 +147,16 @@ class Kit:
         self._teardown.append(("driver.cleanup()", driver.cleanup))
         return driver
 
-    def _start(self, listener: Any, inbox: Inbox, what: str) -> Subscription:
+    def _start(self, listener: Any, inbox: Inbox, what: str, batch_size: int,
+               batch_timeout: float | None) -> Subscription:
         if isinstance(listener, driver_base.PollStyleListener):
             # A bare PollStyleListener cannot be started by the public API's
             # MessageHandlingServer; wrap it so the scenario can go on, and let
-            # the `listen.returns.startable` clause report the defect.
-            listener = driver_base.PollStyleListenerAdapter(listener, 1, None)
+            # the `listen.returns.listener-with-start` clause report the defect.
+            listener = driver_base.PollStyleListenerAdapter(listener, batch_size, batch_timeout)
         sub = Subscription(self, listener, inbox, what)
-        self.call(listener.start, inbox, what=f"{what}.start()")
         self._teardown.append((f"{what}.cleanup()", sub.cleanup))
+        sub.start()
         return sub
 
     def listen(self, driver: Any, target: Any, *, batch_size: int = 1,
@@ -160,7 +170,7 @@ class Kit:
             sub = Subscription(self, listener, inbox, "listener")
             self._teardown.append(("listener.cleanup()", sub.cleanup))
             return sub
-        return self._start(listener, inbox, "listener")
+        return self._start(listener, inbox, "listener", batch_size, batch_timeout)
 
     def listen_notifications(self, driver: Any, targets_and_priorities: list[tuple[Any, str]],
                              *, pool: str | None = None, batch_size: int = 1,
@@ -174,7 +184,8 @@ class Kit:
             sub = Subscription(self, listener, inbox, "notification listener")
             self._teardown.append(("notification listener.cleanup()", sub.cleanup))
             return sub
-        return self._start(listener, inbox, "notification listener")
+        return self._start(listener, inbox, "notification listener", batch_size,
+                           batch_timeout)
 
     def send(self, driver: Any, target: Any, message: dict[str, Any], *,
              ctxt: dict[str, Any] | None = None, bound: float | None = None,

@@ -1,0 +1,739 @@
+"""Listeners and what they deliver: IncomingMessage content, callbacks, batches, polling.
+
+Hypotheses checked here:
+
+* what a listener hands on is a list of ``IncomingMessage`` objects carrying
+  independent copies of exactly what was sent, with the base attributes set;
+* a callback listener honours ``batch_size`` (never more, and full batches
+  when messages are waiting) and ``batch_timeout`` (a partial batch is
+  flushed about ``batch_timeout`` after it started), and never calls back
+  once ``stop()`` has returned;
+* a poll-style listener's ``poll()`` honours ``timeout``, ``batch_size`` and
+  ``batch_timeout`` (timer started by the first message), unblocks on a
+  message and on ``stop()`` from other threads, and never raises.
+
+Poll scenarios reach the ``PollStyleListener`` itself: the one ``listen()``
+returns, or the one inside the ``PollStyleListenerAdapter`` it returns.  The
+adapter is never started, so the scenario is the only poller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import oslo_messaging
+import pytest
+from oslo_messaging._drivers import base as driver_base
+
+from driver_conformance import faults, outcomes
+from driver_conformance.adapter import CALLBACK, POLL
+from driver_conformance.inbox import Inbox
+
+STYLES = [CALLBACK, POLL]
+
+#: A ctxt and a message exercising what JSON-capable backends carry: nesting,
+#: unicode, integers, floats, booleans and None.
+CTXT: dict[str, Any] = {
+    "user_id": "usér-☃",
+    "roles": ["admin", "mémber"],
+    "request_id": None,
+    "n": 7,
+    "nested": {"k": [1, {"x": None, "y": 2.5}]},
+}
+MESSAGE: dict[str, Any] = {
+    "method": "do_thing",
+    "args": {
+        "text": "välue ☃ \u2603",
+        "i": -3,
+        "f": 0.25,
+        "flag": True,
+        "none": None,
+        "items": [1, "two", [3, {"four": 4}]],
+        "deep": {"a": {"b": {"c": "d"}}},
+    },
+}
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+class Background:
+    """One bounded call run on its own ``conformance-*`` thread.
+
+    Scenarios about blocking (a poll waiting, callers waiting for replies)
+    need the blocked call off the scenario's thread; ``done`` is the event
+    the scenario waits on, with a deadline, never a sleep.
+    """
+
+    def __init__(self, kit: Any, fn: Callable[..., Any], *args: Any, what: str,
+                 bound: float | None = None, **kwargs: Any) -> None:
+        self.what = what
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.started_at = time.monotonic()
+        self.finished_at: float | None = None
+
+        def run() -> None:
+            try:
+                self.result = kit.call(fn, *args, what=what, bound=bound, **kwargs)
+            except BaseException as exc:  # handed to the scenario by wait()
+                self.error = exc
+            finally:
+                self.finished_at = time.monotonic()
+                self.done.set()
+
+        self.thread = threading.Thread(target=run, name=f"conformance-bg:{what}", daemon=True)
+        self.thread.start()
+
+    def wait(self, timeout: float) -> Any:
+        """The call's result; fails if it has not returned within ``timeout``."""
+        if not self.done.wait(timeout):
+            raise AssertionError(f"{self.what} was expected to return within {timeout:.2f}s "
+                                 "but was still blocked")
+        if self.error is not None:
+            raise AssertionError(f"{self.what} raised {self.error!r}; expected no exception") \
+                from self.error
+        return self.result
+
+
+class Poller:
+    """The ``PollStyleListener`` behind one ``listen()``, stopped and cleaned up once."""
+
+    def __init__(self, kit: Any, listener: Any) -> None:
+        poller = getattr(listener, "_poll_style_listener", listener)
+        if not isinstance(poller, driver_base.PollStyleListener):
+            outcomes.not_run(f"listen() returned {type(listener).__name__}, "
+                             "with no PollStyleListener to poll directly")
+        self.kit = kit
+        self.poller = poller
+        self.stopped = False
+        self.cleaned = False
+
+    def poll(self, *, timeout: float | None, batch_size: int = 1,
+             batch_timeout: float | None = None, bound: float | None = None) -> Any:
+        return self.kit.call(self.poller.poll, timeout=timeout, batch_size=batch_size,
+                             batch_timeout=batch_timeout, bound=bound, what="poll()")
+
+    def poll_in_background(self, *, timeout: float | None, batch_size: int = 1,
+                           batch_timeout: float | None = None) -> Background:
+        return Background(self.kit, self.poller.poll, timeout=timeout, batch_size=batch_size,
+                          batch_timeout=batch_timeout, what="poll()",
+                          bound=self.kit.timing.eventually * 2)
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.kit.call(self.poller.stop, what="PollStyleListener.stop()")
+
+    def cleanup(self) -> None:
+        if not self.stopped:
+            self.stop()
+        self.cleaned = True
+        self.kit.call(self.poller.cleanup, what="PollStyleListener.cleanup()")
+
+
+@contextlib.contextmanager
+def polling(kit: Any, target: Any | None = None) -> Iterator[tuple[Any, Any, Poller]]:
+    """A poll-style driver, a target and its un-started poller; stopped and cleaned after."""
+    driver = kit.driver(listener_style=POLL)
+    target = target or kit.names.target(server=True)
+    listener = kit.call(driver.listen, target, 1, None, what="driver.listen()")
+    poller = Poller(kit, listener)
+    try:
+        yield driver, target, poller
+    finally:
+        if not poller.cleaned:
+            poller.cleanup()
+
+
+def cast(kit: Any, driver: Any, target: Any, key: str, **extra: Any) -> None:
+    """Send one cast carrying ``key``, recorded in the delivery history."""
+    with kit.sending(key):
+        kit.send(driver, target, {"method": "m", "args": {"key": key, **extra}})
+
+
+def key_of(message: Any) -> str:
+    return message.message["args"]["key"]
+
+
+def record(kit: Any, where: str) -> Callable[[Any], None]:
+    """An ``on_message`` hook recording each receipt in the history."""
+    return lambda message: kit.history.received(key_of(message), where)
+
+
+def notification_targets(kit: Any) -> tuple[Any, Any, list[tuple[Any, str]]]:
+    """(listen target, send target, targets_and_priorities) as the public Notifier forms them."""
+    topic = kit.names.topic()
+    return (oslo_messaging.Target(topic=topic), oslo_messaging.Target(topic=f"{topic}.info"),
+            [(oslo_messaging.Target(topic=topic), "info")])
+
+
+class Collector:
+    """Endpoint-side receipts for public-API scenarios, waited on with a deadline."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.items: list[Any] = []
+        self.batches: list[list[Any]] = []
+
+    def add_batch(self, items: list[Any]) -> None:
+        with self.cond:
+            self.batches.append(list(items))
+            self.items.extend(items)
+            self.cond.notify_all()
+
+    def wait_for(self, count: int, timeout: float) -> list[Any]:
+        with self.cond:
+            if not self.cond.wait_for(lambda: len(self.items) >= count, timeout):
+                raise AssertionError(f"expected {count} item(s) at the endpoint within "
+                                     f"{timeout:.2f}s, got {len(self.items)}")
+            return list(self.items)
+
+
+class TypeRecordingInbox(Inbox):
+    """An inbox that also records the type of what the driver passed to the callback."""
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__(name)
+        self.arg_types: list[type] = []
+
+    def __call__(self, incoming: list[Any]) -> None:
+        self.arg_types.append(type(incoming))
+        super().__call__(incoming)
+
+
+# -- IncomingMessage content -----------------------------------------------------------
+
+@pytest.mark.clause("incoming.content.ctxt-and-message")
+@pytest.mark.parametrize("how", ["send", "notify-1.0", "notify-2.0"])
+def test_ctxt_and_message_arrive_equal(kit: Any, how: str) -> None:
+    """Nested, unicode and None values survive the trip unchanged.
+
+    Both sending paths are checked (notifications in both envelope versions),
+    because a driver may encode each differently.
+    """
+    driver = kit.driver()
+    ctxt, message = copy.deepcopy(CTXT), copy.deepcopy(MESSAGE)
+    if how == "send":
+        target = kit.names.target(server=True)
+        sub = kit.listen(driver, target)
+        kit.send(driver, target, message, ctxt=ctxt)
+    else:
+        kit.require("notifications")
+        _, send_target, pairs = notification_targets(kit)
+        sub = kit.listen_notifications(driver, pairs)
+        kit.notify(driver, send_target, message, ctxt=ctxt, version=float(how.split("-")[1]))
+    got = sub.inbox.wait_for(1, kit.timing.eventually)[0]
+    assert got.ctxt == CTXT, f"expected ctxt {CTXT!r}, received {got.ctxt!r}"
+    assert got.message == MESSAGE, f"expected message {MESSAGE!r}, received {got.message!r}"
+
+
+@pytest.mark.clause("incoming.content.ctxt-and-message")
+def test_ctxt_and_message_through_rpc_call(kit: Any) -> None:
+    """The public RPC path: what the endpoint sees is what the client passed."""
+    kit.require("rpc")
+
+    class Echo:
+        def echo(self, ctxt: Any, **kwargs: Any) -> dict[str, Any]:
+            return {"ctxt": ctxt, "args": kwargs}
+
+    target = kit.names.target(server=True)
+    transport = kit.rpc_transport()
+    kit.rpc_server(transport, target, [Echo()])
+    client = kit.rpc_client(transport, target, timeout=kit.timing.eventually)
+    result = client.call(copy.deepcopy(CTXT), "echo", **copy.deepcopy(MESSAGE["args"]))
+    expected = {"ctxt": CTXT, "args": MESSAGE["args"]}
+    assert result == expected, f"expected the endpoint to see {expected!r}, got {result!r}"
+
+
+@pytest.mark.clause("incoming.content.copied-not-shared")
+def test_content_copied_not_shared(kit: Any) -> None:
+    """Sender and receivers never share the dicts.
+
+    The sender mutates its dicts right after ``send()`` returns; a fanout
+    gives two receivers a copy each, and the first mutates its copy.  A driver
+    passing references (or one shared decoded object) shows the mutation
+    somewhere it must not be.
+    """
+    driver = kit.driver()
+    base = kit.names.target()
+    subs = [kit.listen(driver, oslo_messaging.Target(exchange=base.exchange, topic=base.topic,
+                                                      server=kit.names.server()))
+            for _ in range(2)]
+    ctxt, message = copy.deepcopy(CTXT), copy.deepcopy(MESSAGE)
+    fanout = oslo_messaging.Target(exchange=base.exchange, topic=base.topic, fanout=True)
+    kit.send(driver, fanout, message, ctxt=ctxt)
+    message["args"]["items"].append("mutated by sender")
+    message["args"]["deep"]["a"]["b"]["c"] = "mutated"
+    ctxt["nested"]["k"].append("mutated by sender")
+    first, second = (s.inbox.wait_for(1, kit.timing.eventually)[0] for s in subs)
+    for name, got in (("first", first), ("second", second)):
+        assert got.message is not message and got.ctxt is not ctxt, (
+            f"{name} receiver got the sender's own dict objects; expected copies")
+        assert got.message == MESSAGE and got.ctxt == CTXT, (
+            f"{name} receiver expected the message as sent, got message={got.message!r} "
+            f"ctxt={got.ctxt!r} (the sender's later mutation showed through)")
+    first.message["args"]["items"].append("mutated by receiver")
+    first.ctxt["roles"].append("mutated by receiver")
+    assert second.message == MESSAGE and second.ctxt == CTXT, (
+        "mutating the first receiver's copy changed the second receiver's: "
+        f"message={second.message!r} ctxt={second.ctxt!r}")
+    assert "mutated by receiver" not in message["args"]["items"], (
+        "mutating a received message changed the sender's dict")
+
+
+@pytest.mark.clause("incoming.attributes.base-initialised")
+@pytest.mark.parametrize("kind", ["cast", "notification"])
+def test_base_attributes_initialised(kit: Any, kind: str) -> None:
+    """The public servers read ``msg_id`` and ``client_timeout``: they must exist.
+
+    ``client_timeout`` must be None where no call-monitor timeout was given
+    (casts, notifications), or the RPC dispatcher would start heartbeats.
+    """
+    driver = kit.driver()
+    if kind == "cast":
+        target = kit.names.target(server=True)
+        sub = kit.listen(driver, target)
+        kit.send(driver, target, {"method": "m", "args": {}})
+    else:
+        kit.require("notifications")
+        _, send_target, pairs = notification_targets(kit)
+        sub = kit.listen_notifications(driver, pairs)
+        kit.notify(driver, send_target, {"payload": 1})
+    got = sub.inbox.wait_for(1, kit.timing.eventually)[0]
+    assert isinstance(got, driver_base.IncomingMessage), (
+        f"expected an IncomingMessage, got {type(got).__name__}")
+    msg_id = getattr(got, "msg_id", None)
+    assert msg_id, f"expected a non-empty msg_id, got {msg_id!r}"
+    assert hasattr(got, "client_timeout"), "expected a client_timeout attribute; it is missing"
+    assert got.client_timeout is None, (
+        f"expected client_timeout None for a {kind}, got {got.client_timeout!r}")
+
+
+@pytest.mark.clause("incoming.methods.thread-safe")
+def test_incoming_methods_from_many_threads(kit: Any) -> None:
+    """Workers acknowledge and reply concurrently, a watchdog heartbeats meanwhile.
+
+    This is what the RPC server's executor does.  A barrier releases all the
+    workers at once so the calls really overlap; each caller must get the
+    reply meant for it, and nothing may raise or deadlock (every call is bounded).
+    """
+    kit.require("rpc")
+    count = 4
+    driver = kit.driver()
+    target = kit.names.target(server=True)
+    sub = kit.listen(driver, target, inbox=Inbox("calls", ack=False))
+    callers = [Background(kit, driver.send, target, {}, {"method": "m", "args": {"i": i}},
+                          wait_for_reply=True, timeout=kit.timing.eventually,
+                          what=f"call {i}") for i in range(count)]
+    received = sub.inbox.wait_for(count, kit.timing.eventually)
+    barrier = threading.Barrier(count + 1)
+
+    def answer(message: Any) -> None:
+        barrier.wait(kit.timing.eventually)
+        message.acknowledge()
+        message.reply(reply={"echo": message.message["args"]["i"]})
+
+    def heartbeat_all() -> None:
+        barrier.wait(kit.timing.eventually)
+        for message in received:
+            message.heartbeat()
+
+    workers = [Background(kit, answer, m, what=f"acknowledge+reply {i}")
+               for i, m in enumerate(received)]
+    workers.append(Background(kit, heartbeat_all, what="heartbeat from a watchdog thread"))
+    for worker in workers:
+        worker.wait(kit.timing.eventually)
+    for i, caller in enumerate(callers):
+        result = caller.wait(kit.timing.eventually)
+        assert result == {"echo": i}, f"caller {i} expected reply {{'echo': {i}}}, got {result!r}"
+
+
+# -- callback listeners ----------------------------------------------------------------
+
+@pytest.mark.clause("listener.start.callback-with-list")
+@pytest.mark.parametrize("style", STYLES)
+def test_callback_gets_list_of_incoming(kit: Any, style: str) -> None:
+    """The callback's argument is a non-empty list of IncomingMessage carrying the cast."""
+    driver = kit.driver(listener_style=style)
+    target = kit.names.target(server=True)
+    inbox = TypeRecordingInbox("callback")
+    kit.listen(driver, target, inbox=inbox)
+    cast(kit, driver, target, "k1")
+    got = inbox.wait_for(1, kit.timing.eventually)
+    assert inbox.arg_types and all(issubclass(t, list) for t in inbox.arg_types), (
+        f"expected the callback to get lists, got {[t.__name__ for t in inbox.arg_types]}")
+    assert all(inbox.batches), f"expected non-empty lists, got batches {inbox.batches!r}"
+    assert all(isinstance(m, driver_base.IncomingMessage) for m in got), (
+        f"expected IncomingMessage items, got {[type(m).__name__ for m in got]}")
+    assert key_of(got[0]) == "k1", f"expected the sent cast (key k1), got {got[0].message!r}"
+
+
+@pytest.mark.clause("listener.batch.at-most-batch-size")
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_batches_at_most_batch_size(kit: Any, style: str, batch_size: int) -> None:
+    """``3 * batch_size`` casts sent back to back arrive in lists of at most ``batch_size``.
+
+    ``batch_timeout`` is long compared with the burst, so with ``batch_size``
+    3 a listener that batches at all delivers a full list of 3: a driver that
+    ignores ``batch_size`` (one message per call, or everything at once) fails.
+    """
+    driver = kit.driver(listener_style=style)
+    target = kit.names.target(server=True)
+    inbox = Inbox("batches", on_message=record(kit, "listener"))
+    kit.listen(driver, target, batch_size=batch_size, batch_timeout=kit.timing.s(1.0),
+               inbox=inbox)
+    total = 3 * batch_size
+    for i in range(total):
+        cast(kit, driver, target, f"k{i}")
+    inbox.wait_for(total, kit.timing.eventually)
+    sizes = [len(b) for b in inbox.batches]
+    assert max(sizes) <= batch_size, f"expected lists of at most {batch_size}, got {sizes}"
+    assert batch_size in sizes, (
+        f"expected at least one full list of {batch_size} from a burst of {total}, got {sizes}")
+    counts = kit.history.check()
+    assert counts.clean, f"expected every cast exactly once, got {counts}"
+
+
+@pytest.mark.clause("listener.batch.at-most-batch-size")
+def test_batch_notification_listener_batches(kit: Any) -> None:
+    """The public batch notification listener sees the driver's batches as they are."""
+    kit.require("notifications")
+    topic = kit.names.topic()
+    collector = Collector()
+
+    class Endpoint:
+        def info(self, messages: list[Any]) -> None:
+            collector.add_batch(messages)
+
+    transport = kit.notification_transport()
+    kit.notification_listener(transport, [oslo_messaging.Target(topic=topic)], [Endpoint()],
+                              batch_size=3, batch_timeout=kit.timing.s(1.0))
+    notifier = kit.notifier(transport, topics=[topic])
+    for i in range(6):
+        notifier.info({}, "conformance.batch", {"i": i})
+    collector.wait_for(6, kit.timing.eventually)
+    sizes = [len(b) for b in collector.batches]
+    assert max(sizes) <= 3 and 3 in sizes, (
+        f"expected endpoint batches of at most 3 including a full one, got {sizes}")
+    payloads = sorted(m["payload"]["i"] for m in collector.items)
+    assert payloads == list(range(6)), f"expected payloads 0..5 once each, got {payloads}"
+
+
+@pytest.mark.clause("listener.batch.timeout-flushes-partial")
+@pytest.mark.parametrize(("style", "count"), [(CALLBACK, 1), (POLL, 2)])
+def test_batch_timeout_flushes_partial_batch(kit: Any, style: str, count: int) -> None:
+    """With ``batch_size`` 5 and fewer messages, the partial batch comes at ``batch_timeout``.
+
+    Measured from the first send's return: not much earlier (the listener
+    waited for more) and not much later (the timer fired).
+    """
+    nominal = kit.timing.s(0.3)
+    driver = kit.driver(listener_style=style)
+    target = kit.names.target(server=True)
+    sub = kit.listen(driver, target, batch_size=5, batch_timeout=nominal)
+    cast(kit, driver, target, "k0")
+    sent_at = time.monotonic()
+    for i in range(1, count):
+        cast(kit, driver, target, f"k{i}")
+    sub.inbox.wait_for(count, kit.timing.eventually)
+    elapsed = sub.inbox.arrivals[0] - sent_at
+    sizes = [len(b) for b in sub.inbox.batches]
+    assert sizes == [count], f"expected one partial list of {count}, got lists {sizes}"
+    assert kit.timing.lower(nominal) <= elapsed <= kit.timing.upper(nominal), (
+        f"expected the partial batch about {nominal:.2f}s after the first send "
+        f"(between {kit.timing.lower(nominal):.2f}s and {kit.timing.upper(nominal):.2f}s), "
+        f"it came after {elapsed:.3f}s")
+
+
+@pytest.mark.clause("listener.stop.no-callback-after")
+@pytest.mark.parametrize("style", STYLES)
+def test_no_callback_after_stop(kit: Any, style: str) -> None:
+    """Once ``stop()`` returns, casts still sent to the listener's own queue never reach it.
+
+    The casts go to the listener's server address, so nobody else may take
+    them: a listener that keeps consuming shows them in the inbox.
+    """
+    driver = kit.driver(listener_style=style)
+    target = kit.names.target(server=True)
+    sub = kit.listen(driver, target)
+    cast(kit, driver, target, "before")
+    sub.inbox.wait_for(1, kit.timing.eventually)
+    sub.stop()
+    after = [f"after-{i}" for i in range(3)]
+    for key in after:
+        kit.send(driver, target, {"method": "m", "args": {"key": key}})
+    sub.inbox.quiet(kit.timing.quiet)
+    late = [key_of(m) for m in sub.inbox.after_close]
+    late += [key_of(m) for m in sub.inbox.messages if key_of(m) in after]
+    assert not late, f"expected no callback after stop() returned, got messages {late}"
+
+
+# -- poll-style listeners --------------------------------------------------------------
+
+@pytest.mark.clause("poll.returns.up-to-batch-size")
+def test_poll_returns_up_to_batch_size(kit: Any) -> None:
+    """Five casts polled two at a time: lists of at most 2, every cast exactly once.
+
+    Polling stops at five messages, so a duplicate shows only if it comes
+    before the last original; no quiet window is spent on later ones.
+    """
+    with polling(kit) as (driver, target, poller):
+        for i in range(5):
+            cast(kit, driver, target, f"k{i}")
+        got: list[Any] = []
+        sizes = []
+        deadline = time.monotonic() + kit.timing.eventually
+        while len(got) < 5 and time.monotonic() < deadline:
+            batch = poller.poll(timeout=kit.timing.s(1.0), batch_size=2)
+            assert isinstance(batch, list), f"expected poll() to return a list, got {batch!r}"
+            sizes.append(len(batch))
+            got.extend(batch)
+        assert all(isinstance(m, driver_base.IncomingMessage) for m in got), (
+            f"expected IncomingMessage items, got {[type(m).__name__ for m in got]}")
+        for message in got:
+            message.acknowledge()
+            kit.history.received(key_of(message), "poller")
+        assert max(sizes, default=0) <= 2, f"expected lists of at most 2, got sizes {sizes}"
+        counts = kit.history.check()
+        assert counts.clean, f"expected 5 casts exactly once, got {counts} (sizes {sizes})"
+
+
+@pytest.mark.clause("poll.timeout.returns-empty")
+def test_poll_timeout_returns_empty(kit: Any) -> None:
+    """With nothing sent, ``poll(timeout)`` returns [] after about ``timeout``."""
+    nominal = kit.timing.s(0.3)
+    with polling(kit) as (_, _, poller):
+        started = time.monotonic()
+        got = poller.poll(timeout=nominal)
+        elapsed = time.monotonic() - started
+    assert got == [], f"expected [] with nothing sent, got {got!r}"
+    assert kit.timing.lower(nominal) <= elapsed <= kit.timing.upper(nominal), (
+        f"expected poll(timeout={nominal:.2f}) to return after {kit.timing.lower(nominal):.2f}"
+        f"-{kit.timing.upper(nominal):.2f}s, it returned after {elapsed:.3f}s")
+
+
+@pytest.mark.clause("poll.delivery.unblocks-on-message")
+def test_poll_unblocks_on_message(kit: Any) -> None:
+    """A poll blocked without timeout returns the cast soon after it is sent."""
+    with polling(kit) as (driver, target, poller):
+        pending = poller.poll_in_background(timeout=None)
+        cast(kit, driver, target, "k0")
+        sent_at = time.monotonic()
+        got = pending.wait(kit.timing.eventually)
+        assert pending.finished_at is not None
+        latency = pending.finished_at - sent_at
+        assert [key_of(m) for m in got] == ["k0"], f"expected the cast k0, got {got!r}"
+        assert latency <= kit.timing.slack, (
+            f"expected poll() to return within {kit.timing.slack:.2f}s of the send, "
+            f"it took {latency:.3f}s")
+        got[0].acknowledge()
+
+
+@pytest.mark.clause("poll.batch-size.waits-for-full-batch")
+def test_poll_waits_for_full_batch(kit: Any) -> None:
+    """``batch_size`` 3: three waiting casts come at once; one alone waits for the timer."""
+    nominal = kit.timing.s(0.3)
+    with polling(kit) as (driver, target, poller):
+        for i in range(3):
+            cast(kit, driver, target, f"full-{i}")
+        started = time.monotonic()
+        full = poller.poll(timeout=kit.timing.eventually, batch_size=3, batch_timeout=nominal)
+        quick = time.monotonic() - started
+        assert len(full) == 3, f"expected a full batch of 3, got {len(full)} message(s)"
+        assert quick < kit.timing.lower(nominal), (
+            f"expected the full batch well before batch_timeout ({nominal:.2f}s), "
+            f"it took {quick:.3f}s")
+        cast(kit, driver, target, "alone")
+        started = time.monotonic()
+        partial = poller.poll(timeout=kit.timing.eventually, batch_size=3, batch_timeout=nominal)
+        waited = time.monotonic() - started
+        for message in full + partial:
+            message.acknowledge()
+    assert [key_of(m) for m in partial] == ["alone"], (
+        f"expected the single cast after batch_timeout, got {partial!r}")
+    assert kit.timing.lower(nominal) <= waited <= kit.timing.upper(nominal), (
+        f"expected a partial batch after batch_timeout {nominal:.2f}s "
+        f"({kit.timing.lower(nominal):.2f}-{kit.timing.upper(nominal):.2f}s), got it after "
+        f"{waited:.3f}s")
+
+
+@pytest.mark.clause("poll.batch-timeout.from-first-message")
+def test_poll_batch_timer_starts_at_first_message(kit: Any) -> None:
+    """The batch timer runs from the first message, not from ``poll()`` entry.
+
+    The poll starts with nothing queued; the first cast is sent ``delay``
+    later (waiting on the poll's own completion event, which must not fire:
+    nothing has been sent).  With ``delay < batch_timeout`` a timer started at
+    entry returns ``batch_timeout - delay`` after the send, below the lower
+    bound; a timer started at the first message returns ``batch_timeout``
+    after it.
+    """
+    delay, nominal = kit.timing.s(0.2), kit.timing.s(0.5)
+    with polling(kit) as (driver, target, poller):
+        pending = poller.poll_in_background(timeout=kit.timing.eventually, batch_size=5,
+                                            batch_timeout=nominal)
+        returned_early = pending.done.wait(delay)
+        assert not returned_early, (
+            f"expected poll() to stay blocked with nothing sent, it returned after "
+            f"{(pending.finished_at or 0) - pending.started_at:.3f}s with {pending.result!r}")
+        cast(kit, driver, target, "first")
+        sent_at = time.monotonic()
+        got = pending.wait(kit.timing.eventually)
+        assert pending.finished_at is not None
+        elapsed = pending.finished_at - sent_at
+        for message in got:
+            message.acknowledge()
+    assert [key_of(m) for m in got] == ["first"], f"expected the one cast, got {got!r}"
+    assert elapsed >= kit.timing.lower(nominal), (
+        f"poll() returned {elapsed:.3f}s after the first message, expected about "
+        f"{nominal:.2f}s: the batch timer looks started at poll() entry (as "
+        "batch_poll_helper does with timeout = batch_timeout or timeout), not at the "
+        "first message")
+    assert elapsed <= kit.timing.upper(nominal), (
+        f"expected poll() about {nominal:.2f}s after the first message "
+        f"(at most {kit.timing.upper(nominal):.2f}s), it took {elapsed:.3f}s")
+
+
+@pytest.mark.clause("poll.errors.no-raise")
+def test_poll_after_stop_and_cleanup_does_not_raise(kit: Any) -> None:
+    """A poll after ``stop()`` and after ``cleanup()`` returns a list and raises nothing."""
+    with polling(kit) as (_, _, poller):
+        poller.stop()
+        after_stop = poller.poll(timeout=kit.timing.s(0.1))
+        poller.cleanup()
+        after_cleanup = poller.poll(timeout=kit.timing.s(0.1))
+    assert isinstance(after_stop, list), f"expected a list after stop(), got {after_stop!r}"
+    assert isinstance(after_cleanup, list), (
+        f"expected a list after cleanup(), got {after_cleanup!r}")
+
+
+@pytest.mark.clause("poll.errors.no-raise")
+@pytest.mark.parametrize("fault", [faults.OUTAGE, faults.CUT])
+def test_poll_with_backend_broken_does_not_raise(kit: Any, fault: str) -> None:
+    """A poll while the backend is unreachable or just cut returns a list, raising nothing."""
+    injector = kit.faults(fault)
+    with polling(kit) as (_, _, poller):
+        if fault == faults.OUTAGE:
+            injector.start_outage()
+        else:
+            injector.cut_connections()
+        got = poller.poll(timeout=kit.timing.s(0.1))
+        injector.heal()
+    assert isinstance(got, list), f"expected a list with the backend broken, got {got!r}"
+
+
+@pytest.mark.clause("poll.stop.unblocks")
+def test_stop_unblocks_poll_with_messages_in_hand(kit: Any) -> None:
+    """``stop()`` from another thread ends a poll waiting for 10, returning the 2 it has.
+
+    The poll has no timeout and a batch timer far longer than the scenario
+    (a ``batch_timeout`` of None is read by some drivers as "wait for the full
+    batch" and by others as "return what is there", so it is not used), so
+    only ``stop()`` can end it promptly; a short wait on its completion event
+    (which must not fire) lets the two casts reach it first.
+    """
+    with polling(kit) as (driver, target, poller):
+        pending = poller.poll_in_background(timeout=None, batch_size=10,
+                                            batch_timeout=kit.timing.eventually * 1.5)
+        cast(kit, driver, target, "k0")
+        cast(kit, driver, target, "k1")
+        assert not pending.done.wait(kit.timing.s(0.15)), (
+            f"expected poll(batch_size=10) to keep waiting with 2 messages, it returned "
+            f"{pending.result!r}")
+        poller.stop()
+        stopped_at = time.monotonic()
+        got = pending.wait(kit.timing.eventually)
+        assert pending.finished_at is not None
+        latency = pending.finished_at - stopped_at
+        for message in got:
+            message.acknowledge()
+    assert sorted(key_of(m) for m in got) == ["k0", "k1"], (
+        f"expected stop() to make poll() return the 2 messages it had, got {got!r}")
+    assert latency <= kit.timing.slack, (
+        f"expected poll() to return within {kit.timing.slack:.2f}s of stop(), "
+        f"took {latency:.3f}s")
+
+
+@pytest.mark.clause("poll.stop.thread-safe", "poll.stop.unblocks")
+def test_stop_from_many_threads(kit: Any) -> None:
+    """Several threads call ``stop()`` at once while another polls: no raise, no deadlock."""
+    with polling(kit) as (_, _, poller):
+        pending = poller.poll_in_background(timeout=None)
+        assert not pending.done.wait(kit.timing.s(0.15)), (
+            f"expected poll() to block with nothing sent, it returned {pending.result!r}")
+        barrier = threading.Barrier(4)
+
+        def stop() -> None:
+            barrier.wait(kit.timing.eventually)
+            poller.poller.stop()
+
+        stoppers = [Background(kit, stop, what=f"stop() from thread {i}") for i in range(4)]
+        for stopper in stoppers:
+            stopper.wait(kit.timing.eventually)
+        stopped_at = time.monotonic()
+        got = pending.wait(kit.timing.eventually)
+        poller.stopped = True
+        assert pending.finished_at is not None
+        latency = pending.finished_at - stopped_at
+    assert got == [], f"expected [] from a poll stopped with nothing sent, got {got!r}"
+    assert latency <= kit.timing.slack, (
+        f"expected poll() to return within {kit.timing.slack:.2f}s of the stops, "
+        f"took {latency:.3f}s")
+
+
+# -- what listen() returns -------------------------------------------------------------
+
+@pytest.mark.clause("listen.returns.either-listener-type")
+@pytest.mark.parametrize("style", STYLES)
+def test_listen_returns_a_listener_type(kit: Any, style: str,
+                                        request: pytest.FixtureRequest) -> None:
+    """Informational: which listener type ``listen()`` returns (both are allowed)."""
+    driver = kit.driver(listener_style=style)
+    listener = kit.call(driver.listen, kit.names.target(server=True), 1, None,
+                        what="driver.listen()")
+    # Never started, so only cleaned up: stop() on an un-started
+    # PollStyleListenerAdapter joins a thread that never ran.
+    kit.call(listener.cleanup, what="listener.cleanup()")
+    kind = ("PollStyleListener" if isinstance(listener, driver_base.PollStyleListener)
+            else "Listener" if isinstance(listener, driver_base.Listener) else None)
+    request.node.user_properties.append(("listener_type", f"{type(listener).__name__} ({kind})"))
+    assert kind is not None, (
+        f"expected a Listener or PollStyleListener, got {type(listener).__name__}")
+
+
+@pytest.mark.clause("listen.returns.listener-with-start")
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("kind", ["listen", "listen_for_notifications"])
+def test_listen_returns_startable_listener(kit: Any, style: str, kind: str) -> None:
+    """The public servers call ``start()``, ``stop()``, ``cleanup()``: they must be there.
+
+    ``start()`` must return promptly (it is called synchronously by
+    ``MessageHandlingServer.start``) and the callback must then get messages.
+    """
+    driver = kit.driver(listener_style=style)
+    if kind == "listen":
+        target = kit.names.target(server=True)
+        sub = kit.listen(driver, target, start=False)
+    else:
+        kit.require("notifications")
+        _, send_target, pairs = notification_targets(kit)
+        sub = kit.listen_notifications(driver, pairs, start=False)
+    listener = sub.listener
+    assert not isinstance(listener, driver_base.PollStyleListener), (
+        f"{kind}() returned a bare {type(listener).__name__}: the public RPC and "
+        "notification servers call start() on it and fail; expected a Listener "
+        "(e.g. a PollStyleListenerAdapter)")
+    missing = [m for m in ("start", "stop", "cleanup") if not callable(getattr(listener, m, None))]
+    assert not missing, f"expected start/stop/cleanup on the listener, missing {missing}"
+    kit.call(listener.start, sub.inbox, what="listener.start()", bound=kit.timing.s(1.0))
+    if kind == "listen":
+        kit.send(driver, target, {"method": "m", "args": {"key": "k0"}})
+    else:
+        kit.notify(driver, send_target, {"payload": "k0"})
+    sub.inbox.wait_for(1, kit.timing.eventually)
