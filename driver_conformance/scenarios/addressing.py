@@ -1,0 +1,482 @@
+"""Addressing: which listeners a message sent to a target reaches.
+
+The contract derives every backend address from ``(exchange, topic, server)``
+plus the fanout flag.  Each scenario here puts listeners on addresses that
+differ in exactly one of those parts, sends to one address, and checks the
+exact set of listeners it reached: a driver that drops a part of the address
+(ignores the exchange, the server, the fanout flag) delivers to a listener it
+must not, and a driver that builds the address inconsistently between
+``send`` and ``listen`` delivers to none.
+
+Messages carry a unique ``key``; :class:`Tally` records, per listener, the
+keys it received, so one wait (for the total expected) and one quiet window
+(for anything extra) cover all the listeners of a scenario.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import oslo_messaging
+import pytest
+from oslo_messaging.transport import TransportOptions
+
+from driver_conformance.adapter import CALLBACK, POLL
+from driver_conformance.inbox import Inbox
+from driver_conformance.kit import Kit
+
+STYLES = [CALLBACK, POLL]
+
+
+# -- helpers (also used by the notifications and features scenarios) -------------------
+
+class Tally:
+    """Which keys arrived where, across several listeners, with one condition to wait on.
+
+    With ``history=True`` every receipt is also recorded in ``kit.history``, for
+    scenarios about loss and duplication (they record their sends with
+    ``kit.sending``); addressing scenarios that send to addresses nobody
+    listens on leave it off, so the history does not count those as lost.
+    """
+
+    def __init__(self, kit: Kit, *, history: bool = True) -> None:
+        self.kit = kit
+        self.history = history
+        self._cond = threading.Condition()
+        self._at: dict[str, list[str]] = collections.defaultdict(list)
+        self._total = 0
+
+    def record(self, where: str, key: str) -> None:
+        if self.history:
+            self.kit.history.received(key, where)
+        with self._cond:
+            self._at[where].append(key)
+            self._total += 1
+            self._cond.notify_all()
+
+    def inbox(self, where: str, *, hold: threading.Event | None = None) -> Inbox:
+        """An inbox recording each message's ``key``; with ``hold``, the callback then
+        blocks until ``hold`` is set (the listener is busy), bounded by the call bound."""
+
+        def on_message(message: Any) -> None:
+            self.record(where, key_of(message.message))
+            if hold is not None:
+                hold.wait(self.kit.timing.call_bound)
+
+        return Inbox(where, on_message=on_message)
+
+    def wait_total(self, count: int, timeout: float) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._total >= count, timeout):
+                raise AssertionError(
+                    f"expected {count} deliveries within {timeout:.2f}s, got {self._total}: "
+                    f"{self.describe()}"
+                )
+
+    def wait_each(self, names: list[str], count: int, timeout: float) -> None:
+        """Wait until every listener in ``names`` has at least ``count`` deliveries."""
+        with self._cond:
+            if not self._cond.wait_for(
+                    lambda: all(len(self._at[n]) >= count for n in names), timeout):
+                raise AssertionError(
+                    f"expected each of {names} to get {count} message(s) within "
+                    f"{timeout:.2f}s; got {self.describe()}"
+                )
+
+    def quiet(self, window: float) -> None:
+        """One quiet window: wait it out (waking on deliveries) so late extras are counted."""
+        deadline = time.monotonic() + window
+        with self._cond:
+            while (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+
+    def keys(self, where: str) -> list[str]:
+        with self._cond:
+            return list(self._at[where])
+
+    def total(self) -> int:
+        with self._cond:
+            return self._total
+
+    def where(self, key: str) -> list[str]:
+        """The listeners ``key`` reached, once per delivery."""
+        with self._cond:
+            return sorted(n for n, keys in self._at.items() for k in keys if k == key)
+
+    def describe(self) -> str:
+        with self._cond:
+            return repr({n: sorted(k) for n, k in self._at.items()})
+
+
+def key_of(body: Any) -> str:
+    """The scenario's ``key`` from a received body (RPC message or notification)."""
+    if isinstance(body, dict):
+        if "key" in body:
+            return str(body["key"])
+        payload = body.get("payload")
+        if isinstance(payload, dict) and "key" in payload:
+            return str(payload["key"])
+        args = body.get("args")
+        if isinstance(args, dict) and "key" in args:
+            return str(args["key"])
+    return f"<no key in {body!r}>"
+
+
+@contextlib.contextmanager
+def busy() -> Iterator[threading.Event]:
+    """An event that keeps listeners busy in their callbacks until it is set; always set
+    on the way out, so teardown never waits on a held callback."""
+    event = threading.Event()
+    try:
+        yield event
+    finally:
+        event.set()
+
+
+def target(exchange: str | None, topic: str, server: str | None = None,
+           fanout: bool = False) -> oslo_messaging.Target:
+    return oslo_messaging.Target(exchange=exchange, topic=topic, server=server,
+                                 fanout=fanout or None)
+
+
+def send_keyed(kit: Kit, driver: Any, to: oslo_messaging.Target, key: str, *,
+               record: bool = True) -> None:
+    """A cast carrying ``key``; recorded in the history when ``record``."""
+    if record:
+        with kit.sending(key):
+            kit.send(driver, to, {"key": key})
+    else:
+        kit.send(driver, to, {"key": key})
+
+
+def assert_at(tally: Tally, expected: dict[str, set[str]]) -> None:
+    """Each listener received exactly the keys expected of it, each once."""
+    problems = []
+    for name, keys in expected.items():
+        got = tally.keys(name)
+        if sorted(got) != sorted(keys):
+            problems.append(f"{name}: expected {sorted(keys)}, got {sorted(got)}")
+    assert not problems, "; ".join(problems)
+
+
+class Recorder:
+    """A public-API RPC endpoint that records the casts it runs and names its server."""
+
+    def __init__(self, tally: Tally, name: str, hold: threading.Event | None = None) -> None:
+        self.tally = tally
+        self.name = name
+        self.hold = hold
+
+    def whoami(self, ctxt: dict[str, Any]) -> str:
+        return self.name
+
+    def mark(self, ctxt: dict[str, Any], key: str) -> None:
+        self.tally.record(self.name, key)
+        if self.hold is not None:
+            self.hold.wait(self.tally.kit.timing.call_bound)
+
+
+# -- driver API ---------------------------------------------------------------------------
+
+@pytest.mark.clause("send.address.topic-exchange-server", "listen.address.exchange-topic-server")
+def test_each_address_part_selects_listeners(kit: Kit) -> None:
+    """Hypothesis: a driver that drops any part of the address reaches a listener it must
+    not.  A=(ex, t, s1) and B=(ex, t, s2) differ by server, C=(ex-b, t, s1) differs from A
+    by exchange only.  Sends: (ex, t, s1) -> A only; (ex, other) and (ex, other, s1) ->
+    nobody; fanout (ex, t) -> A and B, not C; (ex, t) -> one of A/B; (ex-b, t, s1) -> C
+    (so C is shown to be listening)."""
+    driver = kit.driver()
+    ex, ex_b, t, other = kit.names.exchange(), kit.names.exchange(), kit.names.topic(), \
+        kit.names.topic()
+    s1, s2 = kit.names.server(), kit.names.server()
+    tally = Tally(kit, history=False)
+    for name, tgt in (("A", target(ex, t, s1)), ("B", target(ex, t, s2)),
+                      ("C", target(ex_b, t, s1))):
+        last = kit.listen(kit.driver(), tgt, inbox=tally.inbox(name))
+    sends = {
+        "to-s1": target(ex, t, s1),
+        "other-topic": target(ex, other),
+        "other-topic-s1": target(ex, other, s1),
+        "fanout": target(ex, t, fanout=True),
+        "topic": target(ex, t),
+        "ex-b-s1": target(ex_b, t, s1),
+    }
+    for key, to in sends.items():
+        send_keyed(kit, driver, to, key, record=False)
+    tally.wait_total(5, kit.timing.eventually)
+    last.inbox.quiet(kit.timing.quiet)
+    topic_at = tally.where("topic")
+    assert len(topic_at) == 1 and topic_at[0] in ("A", "B"), (
+        f"a send to (ex, t) without server: expected exactly one of A, B; reached {topic_at}")
+    assert_at(tally, {
+        "A": {"to-s1", "fanout"} | ({"topic"} if topic_at == ["A"] else set()),
+        "B": {"fanout"} | ({"topic"} if topic_at == ["B"] else set()),
+        "C": {"ex-b-s1"},
+    })
+
+
+@pytest.mark.clause("listen.address.exchange-topic")
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("with_server", [True, False], ids=["server", "no-server"])
+def test_listener_gets_topic_and_fanout(kit: Kit, style: str, with_server: bool) -> None:
+    """Hypothesis: the topic subscription and the fanout subscription are both made, with
+    or without a server in the listener's target (a server-less listen is reachable only
+    through the driver API; the public API always sets one)."""
+    driver = kit.driver(listener_style=style)
+    ex, t = kit.names.exchange(), kit.names.topic()
+    server = kit.names.server() if with_server else None
+    sub = kit.listen(driver, target(ex, t, server))
+    kit.send(driver, target(ex, t), {"key": "topic"})
+    kit.send(driver, target(ex, t, fanout=True), {"key": "fanout"})
+    got = sub.inbox.wait_for(2, kit.timing.eventually)
+    assert sorted(key_of(m.message) for m in got) == ["fanout", "topic"], (
+        f"listener on (ex, t, {server}): expected the topic cast and the fanout, "
+        f"got {[m.message for m in got]}")
+
+
+@pytest.mark.clause("send.fanout.all-subscribers", "send.one-of-many.single-copy")
+def test_fanout_to_all_plain_to_one(kit: Kit) -> None:
+    """Hypothesis: with three listeners on (ex, t), each fanout reaches all three exactly
+    once and each plain cast exactly one of them.  Listeners use separate driver instances,
+    as separate services would; a driver sharing one subscription per process cannot pass
+    by accident."""
+    sender = kit.driver()
+    ex, t = kit.names.exchange(), kit.names.topic()
+    tally = Tally(kit)
+    names = ["L1", "L2", "L3"]
+    for name in names:
+        last = kit.listen(kit.driver(), target(ex, t, kit.names.server()),
+                          inbox=tally.inbox(name))
+    fanouts, plains = ["f1", "f2"], ["c1", "c2", "c3"]
+    for key in fanouts:
+        send_keyed(kit, sender, target(ex, t, fanout=True), key)
+    for key in plains:
+        send_keyed(kit, sender, target(ex, t), key)
+    tally.wait_total(len(fanouts) * 3 + len(plains), kit.timing.eventually)
+    last.inbox.quiet(kit.timing.quiet)
+    for key in fanouts:
+        assert tally.where(key) == names, (
+            f"fanout {key}: expected once at each of {names}, reached {tally.where(key)}")
+    for key in plains:
+        assert len(tally.where(key)) == 1, (
+            f"cast {key} to (ex, t): expected exactly one of {names}, "
+            f"reached {tally.where(key)}")
+
+
+@pytest.mark.clause("send.one-of-many.balanced")
+@pytest.mark.parametrize("style", STYLES)
+def test_busy_listener_does_not_hoard(kit: Kit, style: str) -> None:
+    """Hypothesis: k listeners whose callbacks block after the first message; k casts. A
+    balanced driver hands each idle listener one; a driver that gives a busy listener more
+    (prefetch, sticky routing) leaves some listener with nothing.  No statistics needed."""
+    k = 3
+    sender = kit.driver()
+    ex, t = kit.names.exchange(), kit.names.topic()
+    tally = Tally(kit)
+    names = [f"L{i}" for i in range(1, k + 1)]
+    with busy() as released:
+        for name in names:
+            kit.listen(kit.driver(listener_style=style), target(ex, t, kit.names.server()),
+                       inbox=tally.inbox(name, hold=released))
+        for i in range(k):
+            send_keyed(kit, sender, target(ex, t), f"c{i}")
+        tally.wait_each(names, 1, kit.timing.eventually)
+        counts = {n: len(tally.keys(n)) for n in names}
+    assert all(c == 1 for c in counts.values()), (
+        f"{k} casts to {k} busy listeners: expected one each, got {counts}")
+    delivery = kit.history.check()
+    assert delivery.clean, f"expected each cast delivered once: {delivery}"
+
+
+@pytest.mark.clause("driver.init.default-exchange")
+def test_no_exchange_means_default_exchange(kit: Kit) -> None:
+    """Hypothesis: ``exchange=None`` must mean the driver's ``default_exchange`` on both
+    sides, for RPC and notifications, and must not fall back to some other shared exchange:
+    (None, t) and (X, t) reach each other in both directions; (Y, t) is apart."""
+    driver = kit.driver()
+    x = driver.conf.control_exchange
+    y = kit.names.exchange()
+    t, t2 = kit.names.topic(), kit.names.topic()
+    s = kit.names.server()
+    tally = Tally(kit, history=False)
+    kit.listen(driver, target(None, t, s), inbox=tally.inbox("none-t"))
+    kit.listen(driver, target(x, t2, s), inbox=tally.inbox("x-t2"))
+    last = kit.listen(driver, target(y, t, s), inbox=tally.inbox("y-t"))
+    kit.send(driver, target(x, t, s), {"key": "x-to-none"})
+    kit.send(driver, target(None, t, s), {"key": "none-to-none"})
+    kit.send(driver, target(None, t2, s), {"key": "none-to-x"})
+    kit.send(driver, target(y, t, s), {"key": "y-to-y"})
+    expected = {"none-t": {"x-to-none", "none-to-none"}, "x-t2": {"none-to-x"},
+                "y-t": {"y-to-y"}}
+    if kit.caps.notifications:
+        n, n2 = kit.names.topic(), kit.names.topic()
+        kit.listen_notifications(driver, [(target(None, n), "info")],
+                                 inbox=tally.inbox("n-none"))
+        kit.listen_notifications(driver, [(target(x, n2), "info")], inbox=tally.inbox("n-x"))
+        last = kit.listen_notifications(driver, [(target(y, n), "info")],
+                                        inbox=tally.inbox("n-y"))
+        kit.notify(driver, target(x, f"{n}.info"), {"key": "nx-to-none"})
+        kit.notify(driver, target(None, f"{n}.info"), {"key": "nnone-to-none"})
+        kit.notify(driver, target(None, f"{n2}.info"), {"key": "nnone-to-x"})
+        kit.notify(driver, target(y, f"{n}.info"), {"key": "ny-to-y"})
+        expected |= {"n-none": {"nx-to-none", "nnone-to-none"}, "n-x": {"nnone-to-x"},
+                     "n-y": {"ny-to-y"}}
+    tally.wait_total(sum(len(v) for v in expected.values()), kit.timing.eventually)
+    last.inbox.quiet(kit.timing.quiet)
+    assert_at(tally, expected)
+
+
+@pytest.mark.clause("send.transport-options.accepted")
+@pytest.mark.parametrize("options", [None, TransportOptions(at_least_once=True)],
+                         ids=["none", "at-least-once"])
+def test_transport_options_accepted(kit: Kit, options: TransportOptions | None) -> None:
+    """Hypothesis: ``RPCClient`` always passes ``transport_options``; a driver whose
+    ``send`` lacks the keyword, or misroutes when it is set, fails both a cast and a call."""
+    driver = kit.driver()
+    to = kit.names.target(server=True)
+
+    def reply(message: Any) -> None:
+        if message.message.get("reply"):
+            message.reply({"echo": message.message["key"]})
+
+    sub = kit.listen(kit.driver(), to, inbox=Inbox("server", on_message=reply))
+    kit.send(driver, to, {"key": "cast"}, transport_options=options)
+    result = kit.send(driver, to, {"key": "call", "reply": True}, wait_for_reply=True,
+                      timeout=kit.timing.eventually, transport_options=options)
+    assert result == {"echo": "call"}, f"call: expected reply {{'echo': 'call'}}, got {result!r}"
+    got = sorted(key_of(m.message) for m in sub.inbox.wait_for(2, kit.timing.eventually))
+    assert got == ["call", "cast"], f"expected the cast and the call delivered, got {got}"
+
+
+# -- public API ---------------------------------------------------------------------------
+
+@pytest.mark.clause("send.address.topic-exchange-server", "listen.address.exchange-topic-server",
+                    "listen.address.exchange-topic")
+def test_public_calls_reach_the_addressed_server(kit: Kit) -> None:
+    """Hypothesis: through RPCClient/RPCServer, a call to (ex, t, s1) is always answered by
+    the server on (ex, t, s1), never by its namesake on another exchange nor by s2; a call
+    without server is answered by one of the (ex, t) servers.  Calls are synchronous, so
+    no quiet window is needed."""
+    transport = kit.rpc_transport()
+    ex, ex_b, t = kit.names.exchange(), kit.names.exchange(), kit.names.topic()
+    s1, s2 = kit.names.server(), kit.names.server()
+    tally = Tally(kit, history=False)
+    for name, tgt in (("A", target(ex, t, s1)), ("B", target(ex, t, s2)),
+                      ("C", target(ex_b, t, s1))):
+        kit.rpc_server(kit.rpc_transport(), tgt, [Recorder(tally, name)])
+    client = kit.rpc_client(transport, target(ex, t), timeout=kit.timing.eventually)
+    answers = {
+        "(ex, t, s1)": [client.prepare(server=s1).call({}, "whoami") for _ in range(3)],
+        "(ex, t, s2)": [client.prepare(server=s2).call({}, "whoami")],
+        "(ex-b, t, s1)": [client.prepare(exchange=ex_b, server=s1).call({}, "whoami")],
+        "(ex, t)": [client.call({}, "whoami")],
+    }
+    expected = {"(ex, t, s1)": [["A"] * 3], "(ex, t, s2)": [["B"]],
+                "(ex-b, t, s1)": [["C"]], "(ex, t)": [["A"], ["B"]]}
+    wrong = {k: v for k, v in answers.items() if v not in expected[k]}
+    assert not wrong, f"calls answered by the wrong server (expected {expected}): {wrong}"
+
+
+@pytest.mark.clause("send.fanout.all-subscribers", "send.one-of-many.single-copy")
+def test_public_fanout_and_cast(kit: Kit) -> None:
+    """Hypothesis: three RPCServers on one topic: a fanout cast runs on each exactly once,
+    a plain cast on exactly one of them (RPCClient.cast through the driver's send).  The
+    check runs as soon as six runs are in, without a quiet window: a driver that copies
+    casts to everyone or fanouts to one is off by then; late duplicates are left to the
+    driver-level scenario."""
+    ex, t = kit.names.exchange(), kit.names.topic()
+    tally = Tally(kit)
+    names = ["S1", "S2", "S3"]
+    for name in names:
+        kit.rpc_server(kit.rpc_transport(), target(ex, t, kit.names.server()),
+                       [Recorder(tally, name)])
+    client = kit.rpc_client(kit.rpc_transport(), target(ex, t))
+    with kit.sending("fan"):
+        client.prepare(fanout=True).cast({}, "mark", key="fan")
+    for key in ("c1", "c2", "c3"):
+        with kit.sending(key):
+            client.cast({}, "mark", key=key)
+    tally.wait_total(6, kit.timing.eventually)
+    assert tally.where("fan") == names, (
+        f"fanout cast: expected once on each of {names}, ran on {tally.where('fan')}")
+    for key in ("c1", "c2", "c3"):
+        assert len(tally.where(key)) == 1, (
+            f"cast {key}: expected to run on exactly one server, ran on {tally.where(key)}")
+
+
+@pytest.mark.clause("send.one-of-many.balanced")
+def test_public_servers_share_casts(kit: Kit) -> None:
+    """Hypothesis: k RPCServers on one topic, each busy in its first cast; k casts: each
+    server runs exactly one.  The public server hands work to an executor, so this checks
+    the driver's spread across subscribers rather than its flow control (the driver-level
+    scenario checks that)."""
+    k = 3
+    ex, t = kit.names.exchange(), kit.names.topic()
+    tally = Tally(kit)
+    names = [f"S{i}" for i in range(1, k + 1)]
+    with busy() as released:
+        for name in names:
+            kit.rpc_server(kit.rpc_transport(), target(ex, t, kit.names.server()),
+                           [Recorder(tally, name, hold=released)])
+        client = kit.rpc_client(kit.rpc_transport(), target(ex, t))
+        for i in range(k):
+            with kit.sending(f"c{i}"):
+                client.cast({}, "mark", key=f"c{i}")
+        tally.wait_total(k, kit.timing.eventually)
+        counts = {n: len(tally.keys(n)) for n in names}
+    assert all(c == 1 for c in counts.values()), (
+        f"{k} casts to {k} busy servers: expected one each, got {counts}")
+
+
+@pytest.mark.clause("driver.init.default-exchange")
+def test_public_default_exchange(kit: Kit) -> None:
+    """Hypothesis: the public API leaves the exchange unset and relies on the transport's
+    control_exchange; a client naming it explicitly reaches a server that does not, and the
+    other way round, and a Notifier (which never sets an exchange) reaches a listener on
+    the named control exchange."""
+    transport = kit.rpc_transport()
+    x = transport.conf.control_exchange
+    t, t2 = kit.names.topic(), kit.names.topic()
+    s = kit.names.server()
+    tally = Tally(kit, history=False)
+    kit.rpc_server(transport, target(None, t, s), [Recorder(tally, "none")])
+    kit.rpc_server(transport, target(x, t2, s), [Recorder(tally, "x")])
+    client = kit.rpc_client(transport, target(x, t, s), timeout=kit.timing.eventually)
+    assert client.call({}, "whoami") == "none", "call to (X, t, s) should reach (None, t, s)"
+    client2 = kit.rpc_client(transport, target(None, t2, s), timeout=kit.timing.eventually)
+    assert client2.call({}, "whoami") == "x", "call to (None, t2, s) should reach (X, t2, s)"
+    if kit.caps.notifications:
+        n = kit.names.topic()
+        ntransport = kit.notification_transport()
+
+        class Endpoint:
+            def info(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any,
+                     metadata: Any) -> None:
+                tally.record("listener", key_of(payload))
+
+        kit.notification_listener(ntransport, [target(x, n)], [Endpoint()])
+        kit.notifier(ntransport, topics=[n]).info({}, "conformance.test", {"key": "n1"})
+        tally.wait_total(1, kit.timing.eventually)
+        assert tally.keys("listener") == ["n1"]
+
+
+@pytest.mark.clause("send.transport-options.accepted")
+def test_public_client_with_transport_options(kit: Kit) -> None:
+    """Hypothesis: an RPCClient built with TransportOptions(at_least_once=True) hands them
+    to send() on every cast and call; both must still work."""
+    to = kit.names.target(server=True)
+    tally = Tally(kit, history=False)
+    kit.rpc_server(kit.rpc_transport(), to, [Recorder(tally, "server")])
+    client = kit.rpc_client(kit.rpc_transport(), to, timeout=kit.timing.eventually,
+                            transport_options=TransportOptions(at_least_once=True))
+    client.cast({}, "mark", key="cast")
+    assert client.call({}, "whoami") == "server"
+    tally.wait_total(1, kit.timing.eventually)
+    assert tally.keys("server") == ["cast"]
+
+
