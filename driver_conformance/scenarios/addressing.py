@@ -15,153 +15,23 @@ keys it received, so one wait (for the total expected) and one quiet window
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
-import oslo_messaging
 import pytest
 from oslo_messaging.transport import TransportOptions
 
-from driver_conformance.adapter import CALLBACK, POLL
 from driver_conformance.inbox import Inbox
 from driver_conformance.kit import Kit
-
-STYLES = [CALLBACK, POLL]
-
-
-# -- helpers (also used by the notifications and features scenarios) -------------------
-
-class Tally:
-    """Which keys arrived where, across several listeners, with one condition to wait on.
-
-    With ``history=True`` every receipt is also recorded in ``kit.history``, for
-    scenarios about loss and duplication (they record their sends with
-    ``kit.sending``); addressing scenarios that send to addresses nobody
-    listens on leave it off, so the history does not count those as lost.
-    """
-
-    def __init__(self, kit: Kit, *, history: bool = True) -> None:
-        self.kit = kit
-        self.history = history
-        self._cond = threading.Condition()
-        self._at: dict[str, list[str]] = collections.defaultdict(list)
-        self._total = 0
-
-    def record(self, where: str, key: str) -> None:
-        if self.history:
-            self.kit.history.received(key, where)
-        with self._cond:
-            self._at[where].append(key)
-            self._total += 1
-            self._cond.notify_all()
-
-    def inbox(self, where: str, *, hold: threading.Event | None = None) -> Inbox:
-        """An inbox recording each message's ``key``; with ``hold``, the callback then
-        blocks until ``hold`` is set (the listener is busy), bounded by the call bound."""
-
-        def on_message(message: Any) -> None:
-            self.record(where, key_of(message.message))
-            if hold is not None:
-                hold.wait(self.kit.timing.call_bound)
-
-        return Inbox(where, on_message=on_message)
-
-    def wait_total(self, count: int, timeout: float) -> None:
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._total >= count, timeout):
-                raise AssertionError(
-                    f"expected {count} deliveries within {timeout:.2f}s, got {self._total}: "
-                    f"{self.describe()}"
-                )
-
-    def wait_each(self, names: list[str], count: int, timeout: float) -> None:
-        """Wait until every listener in ``names`` has at least ``count`` deliveries."""
-        with self._cond:
-            if not self._cond.wait_for(
-                    lambda: all(len(self._at[n]) >= count for n in names), timeout):
-                raise AssertionError(
-                    f"expected each of {names} to get {count} message(s) within "
-                    f"{timeout:.2f}s; got {self.describe()}"
-                )
-
-    def quiet(self, window: float) -> None:
-        """One quiet window: wait it out (waking on deliveries) so late extras are counted."""
-        deadline = time.monotonic() + window
-        with self._cond:
-            while (left := deadline - time.monotonic()) > 0:
-                self._cond.wait(left)
-
-    def keys(self, where: str) -> list[str]:
-        with self._cond:
-            return list(self._at[where])
-
-    def total(self) -> int:
-        with self._cond:
-            return self._total
-
-    def where(self, key: str) -> list[str]:
-        """The listeners ``key`` reached, once per delivery."""
-        with self._cond:
-            return sorted(n for n, keys in self._at.items() for k in keys if k == key)
-
-    def describe(self) -> str:
-        with self._cond:
-            return repr({n: sorted(k) for n, k in self._at.items()})
-
-
-def key_of(body: Any) -> str:
-    """The scenario's ``key`` from a received body (RPC message or notification)."""
-    if isinstance(body, dict):
-        if "key" in body:
-            return str(body["key"])
-        payload = body.get("payload")
-        if isinstance(payload, dict) and "key" in payload:
-            return str(payload["key"])
-        args = body.get("args")
-        if isinstance(args, dict) and "key" in args:
-            return str(args["key"])
-    return f"<no key in {body!r}>"
-
-
-@contextlib.contextmanager
-def busy() -> Iterator[threading.Event]:
-    """An event that keeps listeners busy in their callbacks until it is set; always set
-    on the way out, so teardown never waits on a held callback."""
-    event = threading.Event()
-    try:
-        yield event
-    finally:
-        event.set()
-
-
-def target(exchange: str | None, topic: str, server: str | None = None,
-           fanout: bool = False) -> oslo_messaging.Target:
-    return oslo_messaging.Target(exchange=exchange, topic=topic, server=server,
-                                 fanout=fanout or None)
-
-
-def send_keyed(kit: Kit, driver: Any, to: oslo_messaging.Target, key: str, *,
-               record: bool = True) -> None:
-    """A cast carrying ``key``; recorded in the history when ``record``."""
-    if record:
-        with kit.sending(key):
-            kit.send(driver, to, {"key": key})
-    else:
-        kit.send(driver, to, {"key": key})
-
-
-def assert_at(tally: Tally, expected: dict[str, set[str]]) -> None:
-    """Each listener received exactly the keys expected of it, each once."""
-    problems = []
-    for name, keys in expected.items():
-        got = tally.keys(name)
-        if sorted(got) != sorted(keys):
-            problems.append(f"{name}: expected {sorted(keys)}, got {sorted(got)}")
-    assert not problems, "; ".join(problems)
+from driver_conformance.scenarios._support import (
+    STYLES,
+    Tally,
+    assert_at,
+    busy,
+    key_of,
+    send_keyed,
+    target,
+)
 
 
 class Recorder:

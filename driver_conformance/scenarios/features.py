@@ -17,7 +17,7 @@ import pytest
 
 from driver_conformance import outcomes
 from driver_conformance.kit import Kit
-from driver_conformance.scenarios.addressing import key_of, target
+from driver_conformance.scenarios._support import key_of, target
 
 
 def publish_info(kit: Kit, driver: object, exchange: str, topic: str, key: str) -> None:

@@ -22,7 +22,7 @@ import pytest
 
 from driver_conformance import faults, outcomes
 from driver_conformance.kit import Kit
-from driver_conformance.scenarios.addressing import (
+from driver_conformance.scenarios._support import (
     STYLES,
     Tally,
     assert_at,

@@ -9,8 +9,8 @@ lets ``reply()`` raise into the server.  The caller and the server always use
 separate driver instances, as two processes would, so that nothing can be
 short-circuited inside one driver object.
 
-The small helpers at the top (:class:`Pending`, :func:`serve`,
-:func:`expect_raises`) are shared with ``timeouts.py`` and ``retry.py``.
+The helpers (:class:`Pending`, :func:`serve`, :func:`expect_raises`) live in
+``_support.py`` with the other scenario helpers.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import oslo_messaging
@@ -27,114 +26,19 @@ import pytest
 from oslo_messaging._drivers import base as driver_base
 
 from driver_conformance.inbox import Inbox
-from driver_conformance.kit import Kit, Subscription
+from driver_conformance.kit import Kit
+from driver_conformance.scenarios._support import (
+    ConformanceError,
+    Pending,
+    call_in_background,
+    expect_raises,
+    raise_and_capture,
+    serve,
+)
 
 # ---------------------------------------------------------------------------------------
 # helpers (also used by timeouts.py and retry.py)
 # ---------------------------------------------------------------------------------------
-
-
-class ConformanceError(Exception):
-    """An application exception defined in a module the caller can allow.
-
-    It takes two positional arguments so that a rebuilt instance can be
-    compared argument by argument with the one the server raised.
-    """
-
-
-class Pending:
-    """A blocking call run on its own thread, so the scenario can act while it blocks.
-
-    A caller blocked in ``send(wait_for_reply=True)`` is the normal state of an
-    RPC call; the scenario has to play the server meanwhile.  The call itself
-    still goes through whatever bounded kit method ``fn`` is, so a driver that
-    never returns fails the scenario instead of hanging it.
-    """
-
-    def __init__(self, fn: Callable[[], Any], what: str) -> None:
-        self.what = what
-        self.done = threading.Event()
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self.started = time.monotonic()
-        self.finished: float | None = None
-        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True,
-                                        name=f"conformance-pending:{what}")
-        self._thread.start()
-
-    def _run(self, fn: Callable[[], Any]) -> None:
-        try:
-            self.value = fn()
-        except BaseException as exc:  # handed to the scenario's thread
-            self.error = exc
-        finally:
-            self.finished = time.monotonic()
-            self.done.set()
-
-    @property
-    def elapsed(self) -> float:
-        assert self.finished is not None, f"{self.what} has not finished"
-        return self.finished - self.started
-
-    def outcome(self, timeout: float) -> BaseException | None:
-        """Wait for the call to end; return its exception (None when it returned)."""
-        if not self.done.wait(timeout):
-            raise AssertionError(f"{self.what}: expected it to finish within {timeout:.2f}s, "
-                                 "it was still blocked")
-        return self.error
-
-    def result(self, timeout: float) -> Any:
-        """Wait for the call to end; return its value or fail naming its exception."""
-        error = self.outcome(timeout)
-        if error is not None:
-            raise AssertionError(f"{self.what}: expected it to return, it raised {error!r}") \
-                from error
-        return self.value
-
-
-def call_in_background(kit: Kit, driver: Any, target: Any, message: dict[str, Any], *,
-                       timeout: float | None = None, what: str = "send(wait_for_reply=True)",
-                       **send_kwargs: Any) -> Pending:
-    """Start ``driver.send(target, {}, message, wait_for_reply=True, ...)`` on a thread."""
-    timeout = kit.timing.eventually if timeout is None else timeout
-    return Pending(lambda: kit.send(driver, target, message, wait_for_reply=True,
-                                    timeout=timeout, **send_kwargs), what)
-
-
-def serve(kit: Kit, *, inbox: Inbox | None = None, **driver_kwargs: Any
-          ) -> tuple[Any, Subscription, Any]:
-    """A server driver listening on a fresh (exchange, topic, server) target.
-
-    Returns the driver, its subscription and the topic-only target a caller
-    sends to (the plain "any server on this topic" address).
-    """
-    driver = kit.driver(**driver_kwargs)
-    listen_target = kit.names.target(server=True)
-    sub = kit.listen(driver, listen_target, inbox=inbox)
-    send_target = oslo_messaging.Target(exchange=listen_target.exchange,
-                                        topic=listen_target.topic)
-    return driver, sub, send_target
-
-
-def expect_raises(pending: Pending, expected: type[BaseException], timeout: float
-                  ) -> BaseException:
-    """The exception ``pending`` ended with, failing unless it is an ``expected``."""
-    error = pending.outcome(timeout)
-    if error is None:
-        pytest.fail(f"{pending.what}: expected {expected.__name__}, it returned "
-                    f"{pending.value!r}")
-    if not isinstance(error, expected):
-        pytest.fail(f"{pending.what}: expected {expected.__name__}, it raised "
-                    f"{type(error).__module__}.{type(error).__name__}: {error}")
-    return error
-
-
-def raise_and_capture(exc: BaseException) -> Any:
-    """``sys.exc_info()`` of ``exc`` raised and caught here (a real traceback included)."""
-    try:
-        raise exc
-    except BaseException:
-        return sys.exc_info()
 
 
 # ---------------------------------------------------------------------------------------

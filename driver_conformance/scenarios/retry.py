@@ -28,7 +28,7 @@ import pytest
 from driver_conformance import faults
 from driver_conformance.inbox import Inbox
 from driver_conformance.kit import Kit
-from driver_conformance.scenarios.replies import Pending, expect_raises, serve
+from driver_conformance.scenarios._support import Pending, expect_raises, serve
 from driver_conformance.timing import Deadline
 
 #: How long (nominal seconds) a send with unlimited retry must stay blocked in an

@@ -23,7 +23,7 @@ import pytest
 
 from driver_conformance import faults
 from driver_conformance.kit import Kit
-from driver_conformance.scenarios.replies import (
+from driver_conformance.scenarios._support import (
     Pending,
     call_in_background,
     expect_raises,
