@@ -13,30 +13,43 @@ from driver_conformance.catalog import LEVELS, load_catalog
 EXIT_USAGE = 4
 
 
-def _scenario_counts() -> collections.Counter[str]:
-    """How many scenarios (test functions) name each clause, read from the scenario modules."""
-    import importlib
-    import pkgutil
+def scenario_counts() -> collections.Counter[str]:
+    """How many scenarios (collected test items, parametrized cases included) name each clause.
 
-    import driver_conformance.scenarios as scenarios
+    Counted by letting pytest collect the installed scenarios, so clause marks
+    given on ``pytest.param`` cases count exactly as pytest will run them.
+    """
+    import contextlib
+    import io
+    import tempfile
+    from pathlib import Path
 
-    counts: collections.Counter[str] = collections.Counter()
-    for info in pkgutil.iter_modules(scenarios.__path__):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{scenarios.__name__}.{info.name}")
-        for name, obj in vars(module).items():
-            if not name.startswith("test") or not callable(obj):
-                continue
-            for mark in getattr(obj, "pytestmark", []):
-                if mark.name == "clause":
-                    counts.update(mark.args)
-    return counts
+    import pytest
+
+    from driver_conformance.plugin import SCENARIOS_DIR, clause_ids
+
+    class Counter:
+        counts: collections.Counter[str] = collections.Counter()
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+            for item in items:
+                self.counts.update(set(clause_ids(item)))
+
+    counter = Counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        ini = Path(tmp, "pytest.ini")
+        ini.write_text("[pytest]\n")
+        args = ["--collect-only", "-qq", "-p", "no:cacheprovider", "-c", str(ini),
+                "--rootdir", tmp, "--driver=reference", str(SCENARIOS_DIR)]
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            pytest.main(args, plugins=[counter])
+    return counter.counts
 
 
 def cmd_clauses(args: argparse.Namespace) -> int:
     catalog = load_catalog()
-    counts = _scenario_counts()
+    counts = scenario_counts()
     clauses = list(catalog)
     if args.level:
         clauses = [c for c in clauses if c.level == args.level.upper()]
@@ -78,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-capabilities", dest="capabilities", action="store_false",
                    help="do not build drivers to show capabilities")
     p.set_defaults(func=cmd_list)
+    from driver_conformance.report.cli import add_parser as add_report_parser
+
+    add_report_parser(sub)
     return parser
 
 

@@ -36,6 +36,10 @@ def not_run(reason: str) -> NoReturn:
 
 def classify_skip(reason: str) -> str:
     """``"unsupported"``, ``"not-run"`` or ``"skipped"`` from a skip reason."""
+    # pytest words a plain skip "Skipped: <reason>" but a subclass of the skip
+    # exception "<module>.<class>: <reason>".
+    for exc in (Unsupported, NotRun):
+        reason = reason.removeprefix(f"{exc.__module__}.{exc.__qualname__}: ")
     reason = reason.removeprefix("Skipped: ")
     if reason.startswith(UNSUPPORTED_PREFIX):
         return "unsupported"

@@ -23,8 +23,8 @@ from driver_conformance.timing import Timing
 from driver_conformance.urls import BadTransportURL, mask_url
 
 SCENARIOS_DIR = Path(__file__).parent / "scenarios"
-#: Exit code when the backend cannot be reached (pytest uses 0-5).
-EXIT_BACKEND_UNAVAILABLE = 6
+#: Exit code when the backend cannot be reached (pytest uses 0-6, the verdict 7).
+EXIT_BACKEND_UNAVAILABLE = 8
 
 _RUN_KEY = pytest.StashKey["ConformanceSession"]()
 
@@ -42,6 +42,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(glob or dotted prefix; repeatable)")
     group.addoption("--time-scale", metavar="F", type=float, default=1.0,
                     help="stretch every timing constant by F (slow machines); default 1.0")
+    group.addoption("--report-json", metavar="PATH", default=None,
+                    help="write the run's conformance report (JSON) to PATH")
+    group.addoption("--certify", action="store_true", default=False,
+                    help="certification run: refuse any run that deselects, skips or "
+                         "expects to fail a required clause, and mark the report as one")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -56,8 +61,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_RUN_KEY] = session
     config.pluginmanager.register(session, "driver-conformance-session")
     from driver_conformance import fixtures
+    from driver_conformance.report import pytest_hooks as report_hooks
 
     config.pluginmanager.register(fixtures, "driver-conformance-fixtures")
+    config.pluginmanager.register(report_hooks, "driver-conformance-report")
     if str(SCENARIOS_DIR) not in map(str, config.args):
         if config.args_source == pytest.Config.ArgsSource.ARGS:
             config.args.append(str(SCENARIOS_DIR))

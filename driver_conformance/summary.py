@@ -7,6 +7,7 @@ from typing import Any
 
 from driver_conformance.catalog import LEVELS
 from driver_conformance.results import verdict
+from driver_conformance.urls import mask_url
 
 
 def write_summary(tr: Any, session: Any) -> None:
@@ -24,7 +25,7 @@ def write_summary(tr: Any, session: Any) -> None:
     failing = [(c, outcomes[c.id]) for c in catalog if outcomes[c.id][0] in ("fail", "error")]
     for clause, (outcome, results) in failing:
         first = next((r for r in results if r.outcome == outcome), None)
-        detail = f": {first.message}" if first and first.message else ""
+        detail = f": {mask_url(first.message)}" if first and first.message else ""
         tr.write_line(f"{outcome.upper():<5} {clause.level:<8} {clause.id}{detail}"[:200])
     run = session.run
     result = verdict(catalog, outcomes)

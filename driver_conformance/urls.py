@@ -12,8 +12,30 @@ import urllib.parse
 
 from oslo_config import cfg
 
-#: ``scheme://user:password@host`` -> the password part.
-_USERINFO = re.compile(r"(?P<head>://[^:/@?#]*:)(?P<password>[^@/?#]*)(?P<tail>@)")
+#: The network location of every URL in a text: after ``://``, up to a path or a blank.
+_NETLOC = re.compile(r"(?P<head>://)(?P<netloc>[^/\s?#]*)")
+
+
+def _mask_userinfo(segment: str) -> str:
+    """``user:password@host`` -> ``user:***@host``; the password may itself hold ``@``."""
+    if "@" not in segment:
+        return segment
+    userinfo, host = segment.rsplit("@", 1)
+    if ":" not in userinfo:
+        return segment
+    return f"{userinfo.split(':', 1)[0]}:***@{host}"
+
+
+def _mask_netloc(match: re.Match[str]) -> str:
+    netloc = match.group("netloc")
+    segments = netloc.split(",")
+    if all("@" in seg for seg in segments) or len(segments) == 1:
+        masked = ",".join(_mask_userinfo(seg) for seg in segments)
+    else:
+        # A comma inside a password makes the host list ambiguous: mask every
+        # character up to the last "@" rather than risk showing part of it.
+        masked = _mask_userinfo(netloc)
+    return match.group("head") + masked
 
 
 class BadTransportURL(ValueError):
@@ -21,14 +43,12 @@ class BadTransportURL(ValueError):
 
 
 def mask_url(url: str) -> str:
-    """``url`` with every password replaced by ``***``.
+    """``url`` (or any text holding URLs) with every password replaced by ``***``.
 
-    Works on URLs with several hosts (``rabbit://u:p@h1,u:p@h2/``) because each
-    ``user:password@`` run is masked, not only the first.
+    Works on URLs with several hosts (``rabbit://u:p@h1,u:p@h2/``), where each
+    ``user:password@`` is masked, and on passwords holding ``@`` or ``,``.
     """
-    masked = _USERINFO.sub(r"\g<head>***\g<tail>", url)
-    # Further hosts of a multi-host URL: ",user:password@".
-    return re.sub(r"(,[^:,/@?#]*:)[^@,/?#]*@", r"\1***@", masked)
+    return _NETLOC.sub(_mask_netloc, url)
 
 
 def scheme_of(url: str) -> str:

@@ -36,13 +36,13 @@ def test_every_driver_class_method_is_covered() -> None:
 
 
 def test_every_clause_has_a_scenario() -> None:
-    counts = cli._scenario_counts()
+    counts = cli.scenario_counts()
     missing = [c.id for c in load_catalog() if not counts[c.id]]
     assert not missing, f"clauses without a scenario: {missing}"
 
 
 def test_scenarios_name_only_catalog_clauses() -> None:
-    unknown = set(cli._scenario_counts()) - set(load_catalog().ids())
+    unknown = set(cli.scenario_counts()) - set(load_catalog().ids())
     assert not unknown
 
 
