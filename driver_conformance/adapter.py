@@ -87,6 +87,10 @@ class Adapter:
     default_url: str = ""
     #: Port assumed for a URL host given without one (5672 is AMQP's).
     default_port: int = 5672
+    #: Seconds (before ``--time-scale``) a scenario waits to be sure nothing more
+    #: arrives.  Long enough for the backend's worst delivery latency under load;
+    #: every extra tenth of a second costs about a second over the suite.
+    quiet_window: float = 0.5
 
     def validate_url(self, url: str) -> None:
         """Raise ``BadTransportURL`` or ``NoSuchDriver`` (one line, no password) for a bad URL.

@@ -120,7 +120,8 @@ class ConformanceSession:
             adapter.validate_url(url)
         except (BadTransportURL, LookupError) as exc:
             raise _usage_error(str(exc)) from None
-        return cls(config, adapter, registry, url, Timing(scale))
+        return cls(config, adapter, registry, url,
+                   Timing(scale, quiet_base=adapter.quiet_window))
 
     # -- header and collection ------------------------------------------------------
     def pytest_report_header(self, config: pytest.Config) -> list[str]:

@@ -20,6 +20,9 @@ class Timing:
     """The kit's timing constants, multiplied by ``scale``."""
 
     scale: float = 1.0
+    #: Unscaled length of the quiet window; adapters set it from their backend's
+    #: latency (an in-process broker needs less than a networked one).
+    quiet_base: float = 0.5
 
     def s(self, seconds: float) -> float:
         """``seconds`` stretched by the scale factor."""
@@ -33,7 +36,7 @@ class Timing:
     @property
     def quiet(self) -> float:
         """The window in which "nothing else arrives" is checked."""
-        return self.s(0.5)
+        return self.s(self.quiet_base)
 
     @property
     def call_bound(self) -> float:
