@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     from driver_conformance.report.cli import add_parser as add_report_parser
 
     add_report_parser(sub)
+    from driver_conformance.detect import add_parser as add_detect_parser
+
+    add_detect_parser(sub)
     return parser
 
 
