@@ -5,7 +5,7 @@ from __future__ import annotations
 import string
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from driver_conformance.urls import mask_url, network_hosts, scheme_of
@@ -20,6 +20,9 @@ password_chars = string.ascii_letters + string.digits + "@,:!$%^&*()-_=+[]{};<>|
 def test_password_never_survives(user: str, password: str, hosts: int) -> None:
     netloc = ",".join(f"{user}:{password}@h{i}:5672" for i in range(hosts))
     url = f"rabbit://{netloc}/vhost"
+    # A password that is a piece of what stays visible cannot be told apart.
+    visible = "rabbit://" + ",".join(f"{user}:***@h{i}:5672" for i in range(hosts)) + "/vhost"
+    assume(password not in visible)
     masked = mask_url(url)
     assert password not in masked
     assert masked.startswith(f"rabbit://{user}:***@")
