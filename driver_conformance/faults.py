@@ -69,6 +69,15 @@ class FaultInjector:
     def heal(self) -> None:
         """End every fault in force; the backend is reachable again."""
 
+    def publish_attempts(self) -> int | None:
+        """How many publishes the backend has seen attempted so far, refused ones included.
+
+        Lets a retry scenario count the attempts a driver made during an
+        outage (``retry=N`` allows at most N + 1).  None when the injector
+        cannot see individual publishes (a TCP proxy sees bytes, not messages).
+        """
+        return None
+
     @contextlib.contextmanager
     def outage(self) -> Iterator[None]:
         """The backend is unreachable inside the block, reachable after it."""

@@ -454,6 +454,23 @@ class RetryIgnored(WrappedDriver):
         return super().send(target, ctxt, message, **kwargs)
 
 
+@variant("retry-overshoot", "send.retry.bounded-delivery-failure",
+         "retry=N makes N + 3 retries before giving up")
+class RetryOvershoot(WrappedDriver):
+    """``send()`` gives up, as it should, but only after more attempts than allowed.
+
+    An off-by-several attempt counter (counting reconnects and publishes
+    separately, say): the caller still gets MessageDeliveryFailure, a little
+    late, so only counting the attempts the backend saw can tell.
+    """
+
+    def send(self, target: Any, ctxt: Any, message: Any, **kwargs: Any) -> Any:
+        retry = kwargs.get("retry")
+        if retry is not None and retry >= 0:
+            kwargs["retry"] = retry + 3
+        return super().send(target, ctxt, message, **kwargs)
+
+
 @variant("no-retry", "send.retry.unlimited",
          "send() never retries: retry=None fails at the first backend error")
 class NoRetry(WrappedDriver):

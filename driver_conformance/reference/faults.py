@@ -61,3 +61,9 @@ class ReferenceFaults(faults.FaultInjector):
 
     def heal(self) -> None:
         self.broker.heal()
+
+    def publish_attempts(self) -> int:
+        # A send that finds no connection fails at connect, before it can
+        # publish: that is an attempt too.
+        stats = self.broker.stats
+        return stats.publish_attempts + stats.connects_refused

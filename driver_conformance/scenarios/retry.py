@@ -137,20 +137,29 @@ def test_bounded_retry_gives_up(kit: Kit, retry: int, kind: str) -> None:
 
     The call's ``timeout`` is longer than the bound, so a driver that waits
     for the timeout instead of giving up raises MessagingTimeout and fails.
-    Attempts are not counted: the fault interface has no attempt counter.
+    Where the injector can count publishes, the attempts are counted too:
+    ``retry=N`` allows one attempt and at most N retries, so a driver that
+    retries more often than asked (and gives up only later) fails as well.
     """
     _, _, target = serve(kit)
     sender = kit.driver()
     injector = kit.faults(faults.OUTAGE)
     injector.start_outage()
     try:
+        before = injector.publish_attempts()
         extra = {"wait_for_reply": True, "timeout": kit.timing.call_bound} if kind == "call" \
             else {}
         pending = Pending(lambda: kit.send(sender, target, {"q": kind}, retry=retry, **extra),
                           f"{kind}(retry={retry}) during an outage")
         expect_raises(pending, oslo_messaging.MessageDeliveryFailure, kit.timing.eventually)
+        after = injector.publish_attempts()
     finally:
         injector.heal()
+    if before is not None and after is not None:
+        attempts = after - before
+        assert 1 <= attempts <= retry + 1, (
+            f"{kind}(retry={retry}): expected 1 to {retry + 1} publish attempts during the "
+            f"outage, the backend saw {attempts}")
 
 
 @pytest.mark.clause("send.retry.unlimited", "send.retry.bounded-delivery-failure")
