@@ -50,7 +50,7 @@ class History:
     """Thread-safe record of sends and receipts for one scenario."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._sends: dict[str, str] = {}
         self._receipts: collections.Counter[str] = collections.Counter()
         self._where: dict[str, list[str]] = collections.defaultdict(list)
@@ -68,6 +68,15 @@ class History:
         with self._lock:
             self._receipts[key] += 1
             self._where[key].append(where)
+            self._lock.notify_all()
+
+    def wait_received(self, key: str, timeout: float) -> list[str]:
+        """Wait until ``key`` was received at least once; return where it was received."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: self._receipts.get(key, 0) > 0, timeout):
+                raise AssertionError(f"expected {key!r} to arrive within {timeout:.2f}s; "
+                                     f"it did not")
+            return list(self._where[key])
 
     def receivers(self, key: str) -> list[str]:
         with self._lock:

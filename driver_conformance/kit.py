@@ -267,6 +267,10 @@ class Kit:
         self.errors.extend(errors)
 
     # -- teardown -------------------------------------------------------------------
+    def on_teardown(self, action: Callable[[], None], what: str = "teardown action") -> None:
+        """Run ``action`` (bounded) when the scenario ends, before what was made before it."""
+        self._teardown.append((what, action))
+
     def close(self) -> list[str]:
         """Tear down everything the scenario made; return what went wrong."""
         self.stop_servers()
