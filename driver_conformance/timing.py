@@ -39,6 +39,15 @@ class Timing:
         return self.s(self.quiet_base)
 
     @property
+    def short(self) -> float:
+        """Nominal value for a timer clause (a send timeout, a batch timeout).
+
+        Short, because every timer scenario waits it out; the tolerances of
+        :meth:`lower` and :meth:`upper` are what keep it stable under load.
+        """
+        return self.s(0.2)
+
+    @property
     def call_bound(self) -> float:
         """The longest any single driver call may take before it counts as hung."""
         return self.s(10.0)

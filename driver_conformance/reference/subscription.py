@@ -29,7 +29,7 @@ from driver_conformance.reference.broker import BrokerError, Consumer, Delivery,
 from driver_conformance.reference.link import Link
 
 #: How long ``listen()`` waits for an unreachable broker before giving up.
-LISTEN_PATIENCE = 1.0
+LISTEN_PATIENCE = 0.5
 
 
 class ListenFailed(base.TransportDriverError):

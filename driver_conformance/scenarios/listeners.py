@@ -433,7 +433,7 @@ def test_batch_timeout_flushes_partial_batch(kit: Any, style: str, count: int) -
     Measured from the first send's return: not much earlier (the listener
     waited for more) and not much later (the timer fired).
     """
-    nominal = kit.timing.s(0.3)
+    nominal = kit.timing.short
     driver = kit.driver(listener_style=style)
     target = kit.names.target(server=True)
     sub = kit.listen(driver, target, batch_size=5, batch_timeout=nominal)
@@ -507,7 +507,7 @@ def test_poll_returns_up_to_batch_size(kit: Any) -> None:
 @pytest.mark.clause("poll.timeout.returns-empty")
 def test_poll_timeout_returns_empty(kit: Any) -> None:
     """With nothing sent, ``poll(timeout)`` returns [] after about ``timeout``."""
-    nominal = kit.timing.s(0.3)
+    nominal = kit.timing.short
     with polling(kit) as (_, _, poller):
         started = time.monotonic()
         got = poller.poll(timeout=nominal)
@@ -538,7 +538,7 @@ def test_poll_unblocks_on_message(kit: Any) -> None:
 @pytest.mark.clause("poll.batch-size.waits-for-full-batch")
 def test_poll_waits_for_full_batch(kit: Any) -> None:
     """``batch_size`` 3: three waiting casts come at once; one alone waits for the timer."""
-    nominal = kit.timing.s(0.3)
+    nominal = kit.timing.short
     with polling(kit) as (driver, target, poller):
         for i in range(3):
             cast(kit, driver, target, f"full-{i}")

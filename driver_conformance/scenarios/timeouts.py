@@ -86,7 +86,7 @@ def test_call_times_out(kit: Kit) -> None:
     MessagingTimeout is also a MessagingException, the family every send()
     failure must belong to.  The no-listener case is the public scenario below.
     """
-    nominal = kit.timing.s(0.3)
+    nominal = kit.timing.short
     _, sub, target = serve(kit)
     pending = call_in_background(kit, kit.driver(), target, {"q": "unanswered"},
                                  timeout=nominal)
@@ -103,7 +103,7 @@ def test_public_call_times_out(kit: Kit) -> None:
     With no listener at all a driver may notice the request is unroutable;
     it must still report a timeout, not another error, and not early.
     """
-    nominal = kit.timing.s(0.3)
+    nominal = kit.timing.short
     client = kit.rpc_client(kit.rpc_transport(), kit.names.target(), timeout=nominal)
     pending = Pending(lambda: kit.call(client.call, {}, "nobody_home",
                                        what="RPCClient.call()"), "RPCClient.call()")
@@ -118,7 +118,7 @@ def test_timeout_bounds_send_during_outage(kit: Kit, kind: str) -> None:
     The driver has already talked to the backend once (a delivered cast), so
     the outage hits an established connection, the usual way it happens.
     """
-    nominal = kit.timing.s(0.3)
+    nominal = kit.timing.short
     _, sub, target = serve(kit)
     sender = kit.driver()
     kit.send(sender, target, {"q": "before"})
