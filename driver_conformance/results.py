@@ -34,6 +34,17 @@ class ScenarioResult:
     message: str = ""
     delivery: dict[str, int] | None = None
     leaked_threads: list[str] = dataclasses.field(default_factory=list)
+    #: When a scenario covering several clauses fails, the clauses its failure
+    #: disproves (``("failed_clauses", [...])`` in the item's user properties);
+    #: None means all of them.
+    failed_clauses: list[str] | None = None
+
+    def outcome_for(self, clause_id: str) -> str:
+        """This scenario's outcome as evidence about ``clause_id``."""
+        if (self.outcome in ("fail", "error") and self.failed_clauses is not None
+                and clause_id not in self.failed_clauses):
+            return "not-run"
+        return self.outcome
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -64,6 +75,8 @@ class ResultCollector:
             res.delivery = props["delivery"]
         if "leaked_threads" in props:
             res.leaked_threads = props["leaked_threads"]
+        if "failed_clauses" in props:
+            res.failed_clauses = props["failed_clauses"]
         if report.when == "call":
             res.duration = report.duration
         outcome = self._outcome(report)
@@ -94,7 +107,8 @@ class ResultCollector:
         for res in self.scenarios.values():
             for cid in res.clauses:
                 by_clause.setdefault(cid, []).append(res)
-        return {cid: (worst(r.outcome for r in rs), rs) for cid, rs in by_clause.items()}
+        return {cid: (worst(r.outcome_for(cid) for r in rs), rs)
+                for cid, rs in by_clause.items()}
 
 
 def worst(outcomes: Iterable[str]) -> str:

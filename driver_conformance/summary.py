@@ -24,7 +24,7 @@ def write_summary(tr: Any, session: Any) -> None:
             tr.write_line(f"{level:<9} {sum(counts.values()):>3} clauses: {parts}")
     failing = [(c, outcomes[c.id]) for c in catalog if outcomes[c.id][0] in ("fail", "error")]
     for clause, (outcome, results) in failing:
-        first = next((r for r in results if r.outcome == outcome), None)
+        first = next((r for r in results if r.outcome_for(clause.id) == outcome), None)
         detail = f": {mask_url(first.message)}" if first and first.message else ""
         tr.write_line(f"{outcome.upper():<5} {clause.level:<8} {clause.id}{detail}"[:200])
     run = session.run

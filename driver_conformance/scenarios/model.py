@@ -64,6 +64,7 @@ from hypothesis.stateful import (
 )
 
 from driver_conformance import model_checker as mc
+from driver_conformance.catalog import load_catalog
 from driver_conformance.history import OK, UNKNOWN
 from driver_conformance.inbox import Inbox
 from driver_conformance.kit import Kit, Subscription
@@ -592,6 +593,11 @@ def test_random_topologies_follow_the_model(kit: Kit, request: pytest.FixtureReq
     except BaseException as exc:
         exc.add_note(f"reproduce with {SEED_ENV}={seed} "
                      f"(examples run: {session.examples})")
+        clause = re.fullmatch(r"ModelFailure\[(.+)\]", type(exc).__name__)
+        if clause and clause.group(1) in load_catalog():
+            # The model names the clause its first violation broke; the other
+            # clauses this scenario covers were not disproved by it.
+            node.user_properties.append(("failed_clauses", [clause.group(1)]))
         raise
     finally:
         node.user_properties.append(("model_ops", dict(sorted(session.ops.items()))))
