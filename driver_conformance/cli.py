@@ -65,11 +65,13 @@ def cmd_clauses(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from driver_conformance.registry import AdapterRegistry, make_plugin_manager
+    from driver_conformance.urls import mask_url
 
     registry = AdapterRegistry(make_plugin_manager())
     for name, adapter in registry.items():
         print(f"{name:<14} {adapter.description}")
-        print(f"{'':<14} default url: {adapter.default_url or '(give --transport-url)'}; "
+        url = mask_url(adapter.default_url) or "(give --transport-url)"
+        print(f"{'':<14} default url: {url}; "
               f"from {registry.origin(name)}")
         if adapter.default_url and args.capabilities:
             caps = adapter.get_capabilities(adapter.default_url).as_dict()
@@ -97,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     from driver_conformance.detect import add_parser as add_detect_parser
 
     add_detect_parser(sub)
+    from driver_conformance import expectations
+
+    expectations.add_parser(sub)
     return parser
 
 

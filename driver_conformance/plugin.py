@@ -44,6 +44,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="stretch every timing constant by F (slow machines); default 1.0")
     group.addoption("--report-json", metavar="PATH", default=None,
                     help="write the run's conformance report (JSON) to PATH")
+    group.addoption("--expectations", metavar="FILE",
+                    help="the driver's known deviations (TOML: a path, or a shipped name: "
+                         "rabbit, kombu-memory, fake, kafka); listed scenarios are expected "
+                         "to fail, and a listed one that passes fails the run")
     group.addoption("--certify", action="store_true", default=False,
                     help="certification run: refuse any run that deselects, skips or "
                          "expects to fail a required clause, and mark the report as one")
@@ -65,6 +69,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
     config.pluginmanager.register(fixtures, "driver-conformance-fixtures")
     config.pluginmanager.register(report_hooks, "driver-conformance-report")
+    if config.getoption("expectations"):
+        from driver_conformance import expectations_plugin
+
+        expectations_plugin.register(config, config.getoption("expectations"),
+                                     known_clauses=session.catalog.ids())
     if str(SCENARIOS_DIR) not in map(str, config.args):
         if config.args_source == pytest.Config.ArgsSource.ARGS:
             config.args.append(str(SCENARIOS_DIR))
