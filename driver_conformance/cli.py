@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     from driver_conformance import expectations
 
     expectations.add_parser(sub)
+    from driver_conformance.bench.cli import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 

@@ -31,7 +31,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Render one or more run reports written by `pytest --report-json`. "
                     "Reports of the same driver are merged clause by clause. "
                     "With no output option, prints the Markdown summary.")
-    p.add_argument("reports", nargs="+", metavar="RUN.json", help="run reports to render")
+    p.add_argument("reports", nargs="+", metavar="RUN.json",
+                   help="run reports to render; bench documents (`driver-conformance bench "
+                        "--json`) among them add a performance panel")
     p.add_argument("--html", metavar="OUT", help="write the self-contained HTML page to OUT")
     p.add_argument("--markdown", metavar="OUT",
                    help="write the Markdown summary to OUT ('-' for standard output)")
@@ -60,11 +62,18 @@ def _write(path: str, text: str) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from driver_conformance.bench import render as bench_render
+
     try:
-        docs = [report_data.load(path) for path in args.reports]
-    except report_data.BadReport as exc:
+        benches = [bench_render.load_bench(path) for path in args.reports
+                   if bench_render.peek_kind(path) == bench_render.KIND]
+        docs = [report_data.load(path) for path in args.reports
+                if bench_render.peek_kind(path) != bench_render.KIND]
+    except (report_data.BadReport, bench_render.BadBench) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if benches and not docs:
+        return _bench_only(args, benches)
     merged = merge.merge_all(docs)
     single = [opt for opt in ("badge", "shields", "merged_json") if getattr(args, opt)]
     if single and len(merged) != 1:
@@ -74,7 +83,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     wrote = False
     if args.html:
-        _write(args.html, render_html.render_html(merged, title=args.title))
+        _write(args.html, render_html.render_html(merged, title=args.title, bench=benches))
         wrote = True
     if args.markdown:
         _write(args.markdown, render_markdown.render_markdown(merged, title=args.title))
@@ -91,8 +100,28 @@ def cmd_report(args: argparse.Namespace) -> int:
         wrote = True
     if not wrote:
         sys.stdout.write(render_markdown.render_markdown(merged, title=args.title))
+        if benches:
+            sys.stdout.write("\n" + bench_render.render_markdown(benches))
     if args.check:
         return overall_exit(merged)
+    return 0
+
+
+def _bench_only(args: argparse.Namespace, benches: list[dict[str, Any]]) -> int:
+    """Only bench documents were given: the performance panel and table, no matrix."""
+    from driver_conformance.bench import render as bench_render
+
+    if any(getattr(args, opt) for opt in ("badge", "shields", "merged_json", "check")):
+        print("error: --badge, --shields, --json and --check need a conformance report",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.html:
+        _write(args.html, render_html.render_html([], title=args.title, bench=benches))
+    markdown = bench_render.render_markdown(benches)
+    if args.markdown:
+        _write(args.markdown, markdown)
+    if not args.html and not args.markdown:
+        sys.stdout.write(markdown)
     return 0
 
 

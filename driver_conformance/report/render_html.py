@@ -174,9 +174,15 @@ def detail_id(column: int, clause_id: str) -> str:
     return f"d{column}-{clause_id}"
 
 
-def render_html(docs: list[Document], *, title: str = "oslo.messaging driver conformance"
-                ) -> str:
-    """The HTML page for ``docs`` (already merged, one per driver: the matrix columns)."""
+def render_html(docs: list[Document], *, title: str = "oslo.messaging driver conformance",
+                bench: list[dict[str, Any]] | None = None) -> str:
+    """The HTML page for ``docs`` (already merged, one per driver: the matrix columns).
+
+    ``bench`` documents (``driver-conformance bench --json``), when given, add
+    a performance panel after the driver cards.
+    """
+    from driver_conformance.bench.render import render_panel
+
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -196,6 +202,7 @@ def render_html(docs: list[Document], *, title: str = "oslo.messaging driver con
         '<section class="cards" id="drivers">',
         *(_card(i, doc) for i, doc in enumerate(docs)),
         "</section>",
+        render_panel(bench or []),
         '<p class="muted">Pass rate: passed / (clauses &minus; unsupported); UNSUPPORTED optional '
         "features are shown on their own and never counted as passed.</p>",
         "<h2>Clauses</h2>",
