@@ -73,6 +73,16 @@ def require_pool(kit: Kit, pool: str | None) -> str | None:
     return kit.names.pool()
 
 
+def assert_one_per_pool(tally: Tally, keys: list[str]) -> None:
+    """Each key reached one ``foo`` member, one ``bar`` member and the pool-less listener."""
+    for key in keys:
+        at = tally.where(key)
+        groups = {g: [n for n in at if n.startswith(g)] for g in ("foo", "bar", "plain")}
+        assert all(len(v) == 1 for v in groups.values()), (
+            f"notification {key}: expected one foo member, one bar member and the "
+            f"pool-less listener; reached {at}")
+
+
 # -- driver API: addressing ---------------------------------------------------------------
 
 @pytest.mark.clause("notify-listen.address.topic-priority", "notify.address.exchange-and-topic")
@@ -188,12 +198,7 @@ def test_one_copy_per_pool(kit: Kit) -> None:
         publish(kit, driver, ex, t, "info", key)
     tally.wait_total(3 * len(keys), kit.timing.eventually)
     last.inbox.quiet(kit.timing.quiet)
-    for key in keys:
-        at = tally.where(key)
-        groups = {g: [n for n in at if n.startswith(g)] for g in ("foo", "bar", "plain")}
-        assert all(len(v) == 1 for v in groups.values()), (
-            f"notification {key}: expected one foo member, one bar member and the "
-            f"pool-less listener; reached {at}")
+    assert_one_per_pool(tally, keys)
 
 
 @pytest.mark.clause("notify-listen.pool.balanced")
@@ -433,12 +438,7 @@ def test_public_pools_each_get_a_copy(kit: Kit) -> None:
         with kit.sending(key):
             notifier.info({}, EVENT, {"key": key})
     tally.wait_total(3 * len(keys), kit.timing.eventually)
-    for key in keys:
-        at = tally.where(key)
-        groups = {g: [n for n in at if n.startswith(g)] for g in ("foo", "bar", "plain")}
-        assert all(len(v) == 1 for v in groups.values()), (
-            f"notification {key}: expected one foo member, one bar member and the pool-less "
-            f"listener; reached {at}")
+    assert_one_per_pool(tally, keys)
 
 
 @pytest.mark.clause("notify.store-and-forward.subscriber-absent")

@@ -94,6 +94,25 @@ def barrier(kit: Kit, recorder: Recorder, send: Any) -> None:
     recorder.wait_for("barrier", kit.timing.eventually)
 
 
+def outlast_outage(kit: Kit, recorder: Recorder, send: Any, what: str) -> None:
+    """``send(key)`` started during an outage must still be waiting when it heals, then
+    deliver exactly once: an unlimited retry neither gives up early nor duplicates."""
+    injector = kit.faults(faults.OUTAGE)
+    injector.start_outage()
+    try:
+        pending = sending_in_background(kit, "during-outage", lambda: send("during-outage"),
+                                        f"{what} during an outage")
+        gave_up = pending.done.wait(kit.timing.s(OUTAGE_HOLD))
+    finally:
+        injector.heal()
+    assert not gave_up, (
+        f"expected {what} to wait out the outage, it ended with "
+        f"{pending.error or pending.value!r}")
+    pending.result(kit.timing.eventually)
+    barrier(kit, recorder, lambda: send("barrier"))
+    assert_clean(kit, f"{what} across an outage")
+
+
 # ---------------------------------------------------------------------------------------
 # send(): unlimited and bounded retry
 # ---------------------------------------------------------------------------------------
@@ -111,22 +130,9 @@ def test_unlimited_retry_outlasts_outage(kit: Kit, retry: int | None) -> None:
     recorder = Recorder(kit)
     target = serve(kit, inbox=recorder.inbox("listener"))[2]
     sender = kit.driver()
-    injector = kit.faults(faults.OUTAGE)
-    injector.start_outage()
-    try:
-        pending = sending_in_background(
-            kit, "during-outage",
-            lambda: kit.send(sender, target, {"key": "during-outage"}, retry=retry),
-            f"cast(retry={retry}) during an outage")
-        gave_up = pending.done.wait(kit.timing.s(OUTAGE_HOLD))
-    finally:
-        injector.heal()
-    assert not gave_up, (
-        f"expected cast(retry={retry}) to wait out the outage, it ended with "
-        f"{pending.error or pending.value!r}")
-    pending.result(kit.timing.eventually)
-    barrier(kit, recorder, lambda: kit.send(sender, target, {"key": "barrier"}))
-    assert_clean(kit, f"cast(retry={retry}) across an outage")
+    outlast_outage(kit, recorder,
+                   lambda key: kit.send(sender, target, {"key": key}, retry=retry),
+                   f"cast(retry={retry})")
 
 
 @pytest.mark.clause("send.retry.bounded-delivery-failure", "send.errors.messaging-exception")
@@ -293,22 +299,9 @@ def test_notify_unlimited_retry_outlasts_outage(kit: Kit) -> None:
     As for casts: still blocked when the backend heals, then delivered once.
     """
     sender, recorder, target = _notification_setup(kit)
-    injector = kit.faults(faults.OUTAGE)
-    injector.start_outage()
-    try:
-        pending = sending_in_background(
-            kit, "during-outage",
-            lambda: kit.notify(sender, target, {"key": "during-outage"}, retry=-1),
-            "send_notification(retry=-1) during an outage")
-        gave_up = pending.done.wait(kit.timing.s(OUTAGE_HOLD))
-    finally:
-        injector.heal()
-    assert not gave_up, (
-        f"expected send_notification(retry=-1) to wait out the outage, it ended with "
-        f"{pending.error or pending.value!r}")
-    pending.result(kit.timing.eventually)
-    barrier(kit, recorder, lambda: kit.notify(sender, target, {"key": "barrier"}))
-    assert_clean(kit, "send_notification(retry=-1) across an outage")
+    outlast_outage(kit, recorder,
+                   lambda key: kit.notify(sender, target, {"key": key}, retry=-1),
+                   "send_notification(retry=-1)")
 
 
 @pytest.mark.clause("notify.retry.honoured")
