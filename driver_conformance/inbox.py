@@ -91,10 +91,3 @@ class Inbox:
             while (left := deadline - time.monotonic()) > 0:
                 self._cond.wait(left)
             return list(self.messages)
-
-    def wait_for_any(self, timeout: float) -> bool:
-        """Whether at least one message (or post-close delivery) arrived within ``timeout``."""
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: bool(self.messages or self.after_close), timeout
-            )

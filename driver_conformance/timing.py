@@ -10,9 +10,7 @@ is a single bounded quiet window.
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
-from collections.abc import Callable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,13 +75,6 @@ class Deadline:
 
     def expired(self) -> bool:
         return time.monotonic() >= self.at
-
-
-def wait_until(
-    predicate: Callable[[], bool], timeout: float, condition: threading.Condition
-) -> bool:
-    """Wait on ``condition`` (held by the caller) until ``predicate()`` or ``timeout``."""
-    return condition.wait_for(predicate, timeout=timeout)
 
 
 class Stopwatch:
