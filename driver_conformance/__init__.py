@@ -5,6 +5,7 @@ Adapters import :data:`hookimpl` to register with the kit, and subclass
 """
 
 from driver_conformance.adapter import Adapter, Backend, BackendUnavailable, Capabilities
+from driver_conformance.configuration import Override
 from driver_conformance.hookspecs import hookimpl
 
 __version__ = "0.1.0"
@@ -14,6 +15,7 @@ __all__ = [
     "Backend",
     "BackendUnavailable",
     "Capabilities",
+    "Override",
     "__version__",
     "hookimpl",
 ]

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import warnings
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oslo_config import cfg
 
 from driver_conformance.faults import FaultInjector
+
+if TYPE_CHECKING:
+    from driver_conformance.brokers.janitor import Janitor
 
 #: Listener styles a driver may hand back from ``listen()``.
 CALLBACK = "callback"
@@ -27,29 +31,45 @@ POLL = "poll"
 class Capabilities:
     """The optional parts of the contract a driver declares.
 
+    Only what the contract leaves optional can be declared unsupported: the
+    OPTIONAL features (``requeue``, ``pools``) and the two profiles (``rpc``,
+    ``notifications``: a driver may implement one of them only).  A MUST
+    cannot be declared away; ``call_monitor``, once a field, is accepted for
+    a while with a ``DeprecationWarning`` and ignored.
+
     Declarations are checked against behaviour: a feature declared supported
     that does not work fails its clauses, and a feature declared unsupported
     whose call does not refuse (``require_features`` not raising,
     ``listen_for_notifications`` with a pool not raising
     ``NotImplementedError``) fails the declaration clause.
+
+    What is not declared here is observed: the listener style a driver's
+    ``listen()`` returns (poll-style clauses do not apply to a driver whose
+    listeners are callbacks), and the fault kinds the adapter's injector can
+    produce (:attr:`Backend.faults`, :attr:`FaultInjector.kinds`).
     """
 
     rpc: bool = True
     notifications: bool = True
     pools: bool = True
     requeue: bool = True
-    call_monitor: bool = True
-    #: Listener styles the driver can produce; scenarios about poll-style
-    #: listeners run only when ``"poll"`` is listed.
-    listener_styles: frozenset[str] = frozenset({CALLBACK})
-    #: Fault kinds (see :mod:`driver_conformance.faults`) the adapter can inject.
-    faults: frozenset[str] = frozenset()
+    #: No longer declarable, and ignored: see :data:`CALL_MONITOR_IGNORED`.
+    call_monitor: dataclasses.InitVar[bool | None] = None
+
+    def __post_init__(self, call_monitor: bool | None) -> None:
+        if call_monitor is not None:
+            warnings.warn(CALL_MONITOR_IGNORED, DeprecationWarning, stacklevel=3)
 
     def as_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["listener_styles"] = sorted(self.listener_styles)
-        data["faults"] = sorted(self.faults)
-        return data
+        return dataclasses.asdict(self)
+
+
+#: What an adapter passing ``Capabilities(call_monitor=...)`` is told.
+CALL_MONITOR_IGNORED = (
+    "Capabilities(call_monitor=...) is ignored: heartbeat() and call_monitor_timeout are "
+    "MUST clauses of the driver contract, judged for every driver that declares rpc; "
+    "remove the argument (only requeue, pools and the rpc and notifications profiles "
+    "can be declared unsupported)")
 
 
 @dataclasses.dataclass
@@ -99,16 +119,11 @@ class Adapter:
         not a broker timeout.  The default checks that the URL parses and that
         an oslo.messaging driver is installed for its scheme.
         """
-        from driver_conformance.drivers import NoSuchDriver, installed_schemes
-        from driver_conformance.urls import mask_url, parse_url, scheme_of
+        from driver_conformance.drivers import check_loadable
+        from driver_conformance.urls import parse_url
 
         parse_url(cfg.ConfigOpts(), url)
-        scheme = scheme_of(url)
-        if scheme not in installed_schemes():
-            raise NoSuchDriver(
-                f"no oslo.messaging driver is installed for scheme {scheme!r} "
-                f"(in {mask_url(url)!r}); installed: {', '.join(installed_schemes())}"
-            )
+        check_loadable(url)
 
     def get_capabilities(self, url: str) -> Capabilities:
         """The capabilities the driver at ``url`` declares."""
@@ -139,6 +154,20 @@ class Adapter:
         if reason:
             raise BackendUnavailable(reason)
         yield Backend(url=url)
+
+    def janitor(self, url: str, prefix: str) -> Janitor:
+        """Who deletes what a run of ``prefix`` leaves on the backend at ``url``.
+
+        The default is the kit's janitor for the URL's scheme
+        (:func:`driver_conformance.brokers.janitor.janitor_for`): rabbit URLs
+        are cleaned whatever the adapter, in-process backends need nothing,
+        and any other networked backend is reported as not cleaned.  Override
+        it when the adapter knows better (a private broker it stops itself:
+        return ``NothingToClean("...")``) or can enumerate its backend.
+        """
+        from driver_conformance.brokers.janitor import janitor_for
+
+        return janitor_for(url, prefix)
 
     def make_driver(
         self,

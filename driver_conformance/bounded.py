@@ -3,8 +3,9 @@
 Every call the kit makes into a driver goes through :func:`call_bounded`.
 The call runs on a helper thread; if it has not returned within its bound,
 the scenario fails with :class:`DriverHung` naming the call, and the thread
-is left behind as a daemon and recorded in :data:`abandoned`, so that the
-report can say which driver calls never came back.
+is left behind as a daemon.  The kit records which calls of a scenario hung
+(:attr:`driver_conformance.kit.Kit.hung`), so the report can say which driver
+calls never came back.
 """
 
 from __future__ import annotations
@@ -14,10 +15,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-
-#: Threads of calls that exceeded their bound, with a description of the call.
-abandoned: list[tuple[threading.Thread, str]] = []
-
 
 class DriverHung(AssertionError):
     """A driver call did not return within its bound."""
@@ -42,7 +39,6 @@ def call_bounded(fn: Callable[..., T], *args: Any, bound: float, what: str, **kw
     thread = threading.Thread(target=run, name=f"conformance-call:{what}", daemon=True)
     thread.start()
     if not done.wait(bound):
-        abandoned.append((thread, what))
         raise DriverHung(f"{what} did not return within {bound:.1f}s (driver hung)")
     if "error" in outcome:
         raise outcome["error"]

@@ -33,12 +33,13 @@ AREAS = (
     "listeners",
     "lifecycle",
     "features",
+    "partitions",
 )
 
 
 @dataclasses.dataclass(frozen=True)
 class Clause:
-    """One obligation, with the sentence it comes from."""
+    """One obligation, with the sentence it comes from and why that sentence gives its level."""
 
     id: str
     level: str
@@ -47,12 +48,27 @@ class Clause:
     source: str
     text: str
     check: str
+    #: Which word of ``text`` (must, should, may), or for DERIVED which public-API need,
+    #: gives the clause its level.
+    why: str
     feature: str | None = None
 
     @property
     def required(self) -> bool:
         """Whether failing this clause makes the driver non-compliant."""
         return self.level in REQUIRED_LEVELS
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """A part of the contract a driver can implement and be judged on by itself."""
+
+    name: str
+    description: str
+    prefixes: tuple[str, ...]
+
+    def __contains__(self, clause_id: object) -> bool:
+        return isinstance(clause_id, str) and clause_id.startswith(self.prefixes)
 
 
 class UnknownClause(KeyError):
@@ -65,8 +81,10 @@ class UnknownClause(KeyError):
 class Catalog:
     """Clauses by ID, in catalog order."""
 
-    def __init__(self, clauses: list[Clause]) -> None:
+    def __init__(self, clauses: list[Clause], profiles: list[Profile] | None = None) -> None:
         self._by_id: dict[str, Clause] = {}
+        #: The conformance profiles, by name, in catalog order.
+        self.profiles: dict[str, Profile] = {p.name: p for p in profiles or []}
         for clause in clauses:
             if clause.id in self._by_id:
                 raise ValueError(f"duplicate clause id {clause.id!r} in the catalog")
@@ -75,6 +93,9 @@ class Catalog:
             if clause.area not in AREAS:
                 raise ValueError(f"clause {clause.id!r}: area {clause.area!r} not in {AREAS}")
             self._by_id[clause.id] = clause
+        for profile in self.profiles.values():
+            if not any(cid in profile for cid in self._by_id):
+                raise ValueError(f"profile {profile.name!r} holds no clause")
 
     def __iter__(self) -> Iterator[Clause]:
         return iter(self._by_id.values())
@@ -96,6 +117,10 @@ class Catalog:
     def ids(self) -> list[str]:
         return list(self._by_id)
 
+    def profiles_of(self, clause_id: str) -> list[str]:
+        """The profiles ``clause_id`` belongs to (every profile, when the catalog has none)."""
+        return [p.name for p in self.profiles.values() if clause_id in p]
+
     def matching(self, pattern: str) -> list[Clause]:
         """Clauses whose ID matches ``pattern``: a glob, or a prefix (``send.retry``)."""
         return [
@@ -110,13 +135,20 @@ class Catalog:
 def parse_catalog(text: str) -> Catalog:
     data = tomllib.loads(text)
     fields = {f.name for f in dataclasses.fields(Clause)}
+    required = {f.name for f in dataclasses.fields(Clause)
+                if f.default is dataclasses.MISSING}
     clauses = []
     for entry in data.get("clause", []):
         unknown = set(entry) - fields
         if unknown:
             raise ValueError(f"clause {entry.get('id')!r}: unknown fields {sorted(unknown)}")
+        missing = required - set(entry)
+        if missing:
+            raise ValueError(f"clause {entry.get('id')!r}: missing fields {sorted(missing)}")
         clauses.append(Clause(**entry))
-    return Catalog(clauses)
+    profiles = [Profile(p["name"], p["description"], tuple(p["prefixes"]))
+                for p in data.get("profile", [])]
+    return Catalog(clauses, profiles)
 
 
 @functools.cache

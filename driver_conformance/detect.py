@@ -3,22 +3,23 @@
 A negative control is only worth something if the suite catches it *by the
 right clause*.  For each variant of :mod:`driver_conformance.broken` this
 runs pytest in a subprocess (``--driver=broken-<variant>``), by default
-restricted to the scenarios of the clause the variant breaks (``--full``
-runs the whole suite), records every failed scenario's clauses, and prints
-the detection table: variant, expected clause, caught or not, clauses
-failed.  Alongside, the same selection runs on the unbroken reference (the
-baseline): it must pass, or a variant failing a scenario proves nothing.
-The exit status is 0 when the baseline passed and every variant was caught,
-1 otherwise.
+restricted to the clause the variant breaks (``--full`` runs the whole
+suite), and prints the detection table: variant, expected clause, caught or
+not, clauses failed.  Alongside, the same selection runs on the unbroken
+reference (the baseline): it must pass, or a variant failing a scenario
+proves nothing.  The exit status is 0 when the baseline passed and every
+variant was caught, 1 otherwise, 4 for a bad option
+(:class:`~driver_conformance.exitcodes.ExitCode`).
 
-In clause mode, scenarios checking more than :data:`FOCUSED_MAX_CLAUSES`
-clauses at once (the model-based scenario) are left out; ``--full`` keeps
-them.
+What failed is read from each run's ``--report-json`` document, the same
+results pipeline the terminal summary and the report use: a clause failed
+when some scenario judged it failed (:mod:`driver_conformance.judging`).
+
+In clause mode the model-based scenario (marked ``model``) is left out:
+shrinking a failing example takes most of a minute; ``--full`` keeps it.
 
 The subprocesses run in a scratch directory holding a ``conftest.py`` that
-registers the broken adapters with the kit and a recorder plugin that
-appends one JSON line per scenario report to a file; that file, not pytest's
-output, is what the table is built from.
+registers the broken adapters with the kit.
 """
 
 from __future__ import annotations
@@ -32,64 +33,28 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from driver_conformance.exitcodes import ExitCode
+from driver_conformance.outcomes import FAILING
 
 if TYPE_CHECKING:  # the variants import oslo.messaging: only when a run needs them
     from driver_conformance.broken.variants import Variant
 
-#: Environment variable naming the JSON-lines file the recorder appends to.
-RECORD_ENV = "DRIVER_CONFORMANCE_DETECT_RECORD"
-#: Environment variable: leave out scenarios naming more than this many clauses.
-MAX_CLAUSES_ENV = "DRIVER_CONFORMANCE_DETECT_MAX_CLAUSES"
-#: Clause mode leaves out scenarios that check more clauses than this at once (the
-#: model-based scenario): their failure names every clause they cover, which says
-#: nothing about the one broken, and shrinking a failing example takes most of a minute.
-FOCUSED_MAX_CLAUSES = 4
 #: Exit statuses of a run that finished normally: compliant, non-compliant, too many
 #: warnings, and "verdict unknown" (the usual one when only some clauses ran).
 FINISHED_EXITS = frozenset({0, 1, 6, 7})
 #: Longest a single variant's run may take before it counts as hung, in seconds.
 RUN_TIMEOUT = 300.0
+#: Selects all but the model-based scenario (see the module docstring).
+NOT_MODEL = "not model"
 
-CONFTEST = f'''\
-"""Written by `driver-conformance detect`: broken adapters and a report recorder."""
-
-import json
-import os
+CONFTEST = '''\
+"""Written by `driver-conformance detect`: the broken variants, as adapters."""
 
 from driver_conformance.broken import conformance_adapters  # noqa: F401  (kit hook)
-
-
-class _Recorder:
-    def pytest_runtest_logreport(self, report):
-        clauses = dict(report.user_properties).get("clauses")
-        path = os.environ.get("{RECORD_ENV}")
-        if clauses is None or not path:
-            return
-        line = {{"nodeid": report.nodeid, "when": report.when, "outcome": report.outcome,
-                 "clauses": list(clauses)}}
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(line) + "\\n")
-
-    def pytest_collection_modifyitems(self, config, items):
-        limit = int(os.environ.get("{MAX_CLAUSES_ENV}") or 0)
-        if not limit:
-            return
-        keep, drop = [], []
-        for item in items:
-            count = sum(len(m.args) for m in item.iter_markers("clause"))
-            (drop if count > limit else keep).append(item)
-        if drop:
-            config.hook.pytest_deselected(items=drop)
-            items[:] = keep
-
-
-def pytest_configure(config):
-    # Registered as a plugin object, so it sees the reports of scenarios outside
-    # this directory (conftest hooks only apply below their own directory).
-    config.pluginmanager.register(_Recorder(), "driver-conformance-detect-recorder")
 '''
 
 
@@ -130,30 +95,31 @@ def write_workdir(path: Path) -> Path:
 
 def pytest_command(adapter: str, clauses: Sequence[str] | None, *, time_scale: float = 1.0,
                    extra: Sequence[str] = ()) -> list[str]:
-    """The pytest command line that runs ``clauses``' scenarios (all when None) on ``adapter``."""
+    """The pytest command line that judges ``clauses`` (all when None) on ``adapter``."""
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly",
            "-q", "--no-header", "-rN", f"--driver={adapter}", f"--time-scale={time_scale:g}"]
     cmd.extend(f"--clause={c}" for c in clauses or ())
+    if clauses is not None:
+        cmd.extend(["-m", NOT_MODEL])
     cmd.extend(extra)
     return cmd
 
 
-def parse_record(lines: Iterable[str]) -> tuple[list[str], list[str], int]:
-    """(failed clauses, failed scenario ids, scenarios run) from recorder lines."""
-    failed: set[str] = set()
+def read_report(doc: dict[str, Any]) -> tuple[list[str], list[str], int]:
+    """(failed clauses, failed scenario ids, scenarios run) from a run's report document."""
+    failed: list[str] = []
     failed_ids: list[str] = []
-    ran = 0
-    for line in lines:
-        if not line.strip():
-            continue
-        rec = json.loads(line)
-        if rec["when"] == "call" and rec["outcome"] in ("passed", "failed"):
-            ran += 1
-        if rec["outcome"] == "failed":
-            failed.update(rec["clauses"])
-            if rec["nodeid"] not in failed_ids:
-                failed_ids.append(rec["nodeid"])
-    return sorted(failed), failed_ids, ran
+    ran: set[str] = set()
+    for clause in doc.get("clauses", []):
+        for scenario in clause.get("scenarios", []):
+            if scenario.get("scenario_outcome") in ("pass", "fail", "xfail", "xpass"):
+                ran.add(scenario["nodeid"])
+            if scenario.get("outcome") in FAILING:
+                if clause["id"] not in failed:
+                    failed.append(clause["id"])
+                if scenario["nodeid"] not in failed_ids:
+                    failed_ids.append(scenario["nodeid"])
+    return sorted(failed), failed_ids, len(ran)
 
 
 def run_variant(variant: Variant, workdir: Path, *, full: bool = False,
@@ -180,18 +146,17 @@ def run_baseline(variants: Sequence[Variant], workdir: Path, *, full: bool = Fal
 def run_adapter(det: Detection, adapter: str, clauses: Sequence[str] | None, workdir: Path,
                 *, time_scale: float, timeout: float, extra: Sequence[str]) -> Detection:
     """Run ``clauses``' scenarios on ``adapter`` in a subprocess and fill ``det`` in."""
-    full = clauses is None
-    fd, record_name = tempfile.mkstemp(prefix=f"{adapter}-", suffix=".jsonl", dir=workdir)
+    fd, report_name = tempfile.mkstemp(prefix=f"{adapter}-", suffix=".json", dir=workdir)
     os.close(fd)
-    record = Path(record_name)
-    env = dict(os.environ, **{RECORD_ENV: str(record),
-                              MAX_CLAUSES_ENV: "0" if full else str(FOCUSED_MAX_CLAUSES)})
+    report = Path(report_name)
+    env = dict(os.environ)
     env.pop("PYTEST_ADDOPTS", None)
     env.pop("PYTEST_XDIST_WORKER", None)
     started = time.monotonic()
     try:
         proc = subprocess.run(
-            pytest_command(adapter, clauses, time_scale=time_scale, extra=extra),
+            pytest_command(adapter, clauses, time_scale=time_scale,
+                           extra=[*extra, f"--report-json={report}"]),
             cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
             check=False)
         det.exit_code = proc.returncode
@@ -202,10 +167,11 @@ def run_adapter(det: Detection, adapter: str, clauses: Sequence[str] | None, wor
         det.problem = f"the run did not finish within {timeout:.0f}s"
     det.duration = time.monotonic() - started
     try:
-        det.failed, det.failed_scenarios, det.ran = parse_record(
-            record.read_text(encoding="utf-8").splitlines())
+        text = report.read_text(encoding="utf-8")
+        if text.strip():
+            det.failed, det.failed_scenarios, det.ran = read_report(json.loads(text))
     finally:
-        record.unlink(missing_ok=True)
+        report.unlink(missing_ok=True)
     if det.ran == 0 and not det.problem:
         det.problem = "no scenario of the clause ran"
     return det
@@ -266,7 +232,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     variants = select(args.variant)
     if not variants:
         print(f"driver-conformance detect: no variant matches {args.variant}", file=sys.stderr)
-        return 4
+        return ExitCode.USAGE_ERROR
     if args.list:
         width = max(len(v.name) for v in variants)
         for v in variants:
@@ -286,7 +252,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 "variants": [d.as_dict() for d in detections]}
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     baseline_ok = base is None or not (base.failed or base.problem)
-    return 0 if baseline_ok and all(d.caught for d in detections) else 1
+    caught = baseline_ok and all(d.caught for d in detections)
+    return ExitCode.COMPLIANT if caught else ExitCode.NON_COMPLIANT
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -323,4 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly
     sys.exit(main())

@@ -12,17 +12,24 @@ repository, lists the deviations it knows about::
     link = "https://bugs.launchpad.net/oslo.messaging/+bug/..."
     reason = "stop() waits for a poll() to notice it; with no poll running it never returns"
     scenarios = ["listeners::test_stop_unblocks_poll_with_messages_in_hand"]
+    # match = "did not return within"      # optional: a regular expression the
+    #                                      # failure message must contain
     # intermittent = true    # only for deviations that depend on timing or
     #                        # partition assignment: a pass is then not "stale";
     #                        # or a list of the scenarios for which that holds
 
-``pytest --driver=NAME --expectations=FILE`` then marks the listed
-scenarios as expected to fail (strict ``xfail``): they are reported as
-expected, a listed scenario that *passes* fails the run (the file is stale,
-the entry should go), and a clause ID the catalog does not know is a usage
-error, so a typo cannot silently excuse nothing.  ``scenarios`` narrows an
-entry to the scenarios that fail (``<module>::<test name>[<params>]``); an
-entry without it covers every scenario of the clause.
+``pytest --driver=NAME --expectations=FILE`` then compares every
+scenario's judgments with the file, clause by clause
+(:mod:`driver_conformance.expectations_plugin`): a listed clause failing in a
+listed scenario is expected; any other failure -- another clause of a listed
+scenario included -- is unexpected; a listed clause that *passes* fails the
+run (the file is stale, the entry should go); and a clause ID the catalog
+does not know is a usage error, so a typo cannot silently excuse nothing.
+``scenarios`` narrows an entry to the scenarios that fail
+(``<module>::<test name>[<params>]``); an entry without it covers every
+scenario of the clause.  ``match`` narrows it to failures whose message
+contains the pattern, so a listed clause failing for a new reason is
+unexpected too.
 
 ``driver-conformance expectations write --from REPORT.json --file FILE``
 writes the file from a run's JSON report, keeping the category, link and
@@ -39,10 +46,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from driver_conformance.exitcodes import ExitCode
+from driver_conformance.shipped import shipped_file, shipped_names
 
 #: Where the kit's own expectation files live (one ``<adapter>.toml`` per driver).
 SHIPPED_DIR = Path(__file__).parent / "expectations"
@@ -59,7 +70,7 @@ DEVIATING = frozenset({"fail", "error", "xfail"})
 XPASS_STRICT = "[XPASS(strict)]"
 
 _TOP_KEYS = {"driver", "oslo_messaging", "deviation"}
-_ENTRY_KEYS = {"clause", "category", "reason", "link", "scenarios", "intermittent"}
+_ENTRY_KEYS = {"clause", "category", "reason", "link", "scenarios", "intermittent", "match"}
 
 
 class ExpectationsError(ValueError):
@@ -80,6 +91,12 @@ class Deviation:
     intermittent: bool = False
     #: Like ``intermittent``, for these scenarios only.
     intermittent_scenarios: tuple[str, ...] = ()
+    #: A regular expression the failure's message must contain (None: any failure).
+    match: str | None = None
+
+    def matches(self, message: str) -> bool:
+        """Whether a failure with ``message`` is the deviation this entry describes."""
+        return self.match is None or re.search(self.match, message) is not None
 
     def is_intermittent(self, scenario: str) -> bool:
         return self.intermittent or scenario in self.intermittent_scenarios
@@ -111,15 +128,12 @@ class Expectations:
 
 def resolve(value: str) -> Path:
     """The file ``--expectations=value`` means: a path, or the name of a shipped file."""
-    path = Path(value)
-    if path.exists():
-        return path
-    shipped = SHIPPED_DIR / f"{value}.toml"
-    if "/" not in value and shipped.exists():
-        return shipped
-    known = ", ".join(sorted(p.stem for p in SHIPPED_DIR.glob("*.toml"))) or "none"
-    raise ExpectationsError(f"--expectations={value}: no such file, and no shipped "
-                            f"expectations of that name (shipped: {known})")
+    found = shipped_file(value, SHIPPED_DIR, ".toml")
+    if found is None:
+        raise ExpectationsError(f"--expectations={value}: no such file, and no shipped "
+                                "expectations of that name (shipped: "
+                                f"{shipped_names(SHIPPED_DIR, '.toml')})")
+    return found
 
 
 def parse(text: str, *, known_clauses: Iterable[str] | None = None,
@@ -184,12 +198,20 @@ def parse(text: str, *, known_clauses: Iterable[str] | None = None,
             problems.append(f"{where}: 'intermittent' must be true, false or a list of "
                             "scenarios")
             intermittent = False
+        match = entry.get("match")
+        if match is not None:
+            try:
+                re.compile(str(match))
+            except re.error as exc:
+                problems.append(f"{where}: 'match' is not a regular expression: {exc}")
+                match = None
         if clause in deviations:
             problems.append(f"{where}: clause listed twice")
         deviations[clause] = Deviation(clause=clause, category=str(category),
                                        reason=str(reason or "").strip(), link=link.strip(),
                                        scenarios=tuple(scenarios), intermittent=intermittent,
-                                       intermittent_scenarios=some)
+                                       intermittent_scenarios=some,
+                                       match=str(match) if match is not None else None)
     if problems:
         raise ExpectationsError(f"{source}: " + "; ".join(problems))
     return Expectations(driver=str(data.get("driver", "")), deviations=deviations,
@@ -254,6 +276,8 @@ def dumps(expectations: Expectations) -> str:
         if d.link:
             lines.append(f"link = {_toml_string(d.link)}")
         lines.append(f"reason = {_toml_string(d.reason)}")
+        if d.match is not None:
+            lines.append(f"match = {_toml_string(d.match)}")
         if d.intermittent:
             lines.append("intermittent = true")
         elif d.intermittent_scenarios:
@@ -280,34 +304,26 @@ class Update:
 def deviating_scenarios(report: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
     """Clause ID -> ``[(scenario key, message)]`` of the scenarios that deviated in ``report``.
 
-    A strict xfail that passed is reported by pytest as a failure whose
-    message starts with ``[XPASS(strict)]``; it is a pass here.  A scenario
-    that checks several clauses and whose failure message names some of
-    them (the model-based scenario says which clause its model saw broken)
-    is attributed to those clauses only, so that one broken clause does not
-    make every clause the scenario touches look broken.
+    A report lists, under each clause, every scenario's judgment of *that*
+    clause (:mod:`driver_conformance.judging`), so a scenario of several
+    clauses that failed one of them deviates for that one only.  A listed
+    deviation that passed (``xpass``) no longer deviates.
     """
     if report.get("kind") not in (None, "driver-conformance-report"):
         raise ExpectationsError(f"not a driver-conformance report (kind {report.get('kind')!r})")
     clauses = report.get("clauses")
     if not isinstance(clauses, list):
         raise ExpectationsError("the report has no 'clauses' list")
-    by_scenario: dict[str, tuple[list[str], str]] = {}
     found: dict[str, list[tuple[str, str]]] = {}
     for clause in clauses:
         cid = clause.get("id")
         scenarios = clause.get("scenarios") or []
         for sc in scenarios:
-            message = str(sc.get("message") or "")
-            if sc.get("outcome") in DEVIATING and not message.startswith(XPASS_STRICT):
-                key = scenario_key(str(sc.get("nodeid", "")))
-                by_scenario.setdefault(key, ([], message))[0].append(cid)
+            if sc.get("outcome") in DEVIATING:
+                found.setdefault(cid, []).append(
+                    (scenario_key(str(sc.get("nodeid", ""))), str(sc.get("message") or "")))
         if cid and not scenarios and clause.get("outcome") in DEVIATING:
             found.setdefault(cid, []).append(("", ""))
-    for key, (cids, message) in by_scenario.items():
-        named = [c for c in cids if c in message]
-        for cid in named or cids:
-            found.setdefault(cid, []).append((key, message))
     return found
 
 
@@ -374,14 +390,14 @@ def cmd_write(args: argparse.Namespace) -> int:
         report = json.loads(Path(args.report).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         print(f"driver-conformance expectations write: cannot read {args.report}: {exc}")
-        return 4
+        return ExitCode.USAGE_ERROR
     target = Path(args.file)
     try:
         previous = load(target, known_clauses=_known_clauses()) if target.exists() else None
         update = from_report(report, previous, driver=args.driver or "")
     except ExpectationsError as exc:
         print(f"driver-conformance expectations write: {exc}")
-        return 4
+        return ExitCode.USAGE_ERROR
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(dumps(update.expectations), encoding="utf-8")
     print(f"{target}: {len(update.expectations.deviations)} deviations "
@@ -400,7 +416,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         expectations = load(resolve(args.file), known_clauses=_known_clauses())
     except ExpectationsError as exc:
         print(f"driver-conformance expectations check: {exc}")
-        return 4
+        return ExitCode.USAGE_ERROR
     print(f"{expectations.path}: driver {expectations.driver or '?'}, "
           f"{len(expectations.deviations)} deviations")
     for d in expectations.deviations.values():

@@ -28,8 +28,10 @@ LOST_CONFIRM = "lost-confirm"
 FREEZE = "freeze"
 #: Every byte is delayed by a fixed amount.
 DELAY = "delay"
+#: One node of a clustered backend goes away (crashes) until healed; the others stay.
+NODE_LOSS = "node-loss"
 
-ALL_KINDS = frozenset({OUTAGE, CUT, LOST_CONFIRM, FREEZE, DELAY})
+ALL_KINDS = frozenset({OUTAGE, CUT, LOST_CONFIRM, FREEZE, DELAY, NODE_LOSS})
 
 
 class FaultNotSupported(NotImplementedError):
@@ -65,6 +67,14 @@ class FaultInjector:
     def delay(self, seconds: float) -> None:
         """Delay all traffic by ``seconds``."""
         raise FaultNotSupported(DELAY)
+
+    def lose_node(self, which: int | str = "leader", *, topic: str | None = None) -> int:
+        """Take one node of a clustered backend away; return its index in the URL's hosts.
+
+        ``which`` is an index, or ``"leader"``: the node that leads (or hosts)
+        the queue the backend keeps for ``topic``.  :meth:`heal` brings it back.
+        """
+        raise FaultNotSupported(NODE_LOSS)
 
     def heal(self) -> None:
         """End every fault in force; the backend is reachable again."""

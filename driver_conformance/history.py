@@ -12,6 +12,12 @@ message.  :meth:`History.check` then classifies each key:
 
 The counts are attached to the scenario's result, so a report shows not only
 that "retry never duplicates" failed but how many duplicates there were.
+
+The history judges every scenario that recorded one, whether or not the
+scenario looked (see :meth:`driver_conformance.kit.Kit.judge_history`): a
+scenario that checks it itself (:meth:`History.check`, with the copies it
+expects) is judged by its own assertion; one that forgot is failed on its
+behalf when its history is not clean.
 """
 
 from __future__ import annotations
@@ -50,14 +56,28 @@ class History:
     """Thread-safe record of sends and receipts for one scenario."""
 
     def __init__(self) -> None:
+        #: Whether the scenario looked at the history itself (:meth:`check`).
+        self.checked = False
+        #: The clause a history that is not clean fails, in a scenario of several.
+        self.clause: str | None = None
         self._lock = threading.Condition()
         self._sends: dict[str, str] = {}
+        #: Copies each key is owed (a fanout to three listeners owes three).
+        self._copies: dict[str, int] = {}
         self._receipts: collections.Counter[str] = collections.Counter()
         self._where: dict[str, list[str]] = collections.defaultdict(list)
 
-    def invoked(self, key: str) -> None:
+    def invoked(self, key: str, copies: int = 1) -> None:
+        """Record that the send of ``key`` started; a delivered send owes ``copies``."""
         with self._lock:
             self._sends[key] = INVOKED
+            self._copies[key] = copies
+
+    @property
+    def wired(self) -> bool:
+        """Whether the scenario records receipts too (only then can the history judge)."""
+        with self._lock:
+            return bool(self._receipts)
 
     def finished(self, key: str, status: str) -> None:
         """Record how the send of ``key`` ended: OK, FAILED or UNKNOWN (timed out, hung)."""
@@ -82,15 +102,25 @@ class History:
         with self._lock:
             return list(self._where[key])
 
-    def check(self, copies: int = 1) -> DeliveryCounts:
-        """Classify every key, expecting ``copies`` receipts of each successful send."""
+    def check(self, copies: int | None = None) -> DeliveryCounts:
+        """Classify every key, expecting ``copies`` receipts of each successful send
+        (by default, the copies each send said it owes).
+
+        Calling it says the scenario judges the history itself.
+        """
+        self.checked = True
+        return self.counts(copies)
+
+    def counts(self, copies: int | None = None) -> DeliveryCounts:
+        """The classification of :meth:`check`, without taking the judgment over."""
         with self._lock:
             lost = duplicated = recovered = 0
             for key, status in self._sends.items():
                 got = self._receipts.get(key, 0)
-                if got > copies:
+                copies_owed = self._copies.get(key, 1) if copies is None else copies
+                if got > copies_owed:
                     duplicated += 1
-                elif status == OK and got < copies:
+                elif status == OK and got < copies_owed:
                     lost += 1
                 elif status in (FAILED, UNKNOWN, INVOKED) and got:
                     recovered += 1

@@ -64,6 +64,10 @@ def conformance_option_overrides(
 def conformance_run_facts(adapter: Adapter, url: str) -> Mapping[str, str] | None:
     """Return extra facts about the run (driver package version, broker version, ...).
 
-    The facts are shown in the terminal header and stored in the report.  The
-    ``url`` given is already masked; a fact must never carry a credential.
+    Called once the backend is prepared, before any driver is built.  The
+    facts are stored in the report (``run.facts``) and shown on its HTML
+    card; the effective configuration of the drivers (every option that
+    differs from its default, the adapter's overrides) is recorded by the kit
+    itself in ``run.configuration``.  The ``url`` given is already masked; a
+    fact must never carry a credential.
     """

@@ -84,6 +84,16 @@ class Inbox:
                 )
             return list(self.messages)
 
+    def gather(self, count: int, timeout: float) -> list[Any]:
+        """Wait until ``count`` messages arrived or ``timeout`` passed; return what arrived.
+
+        Unlike :meth:`wait_for` it does not judge: a scenario of several
+        clauses gathers first, then judges each clause on what arrived.
+        """
+        with self._cond:
+            self._cond.wait_for(lambda: len(self.messages) >= count, timeout)
+            return list(self.messages)
+
     def quiet(self, window: float) -> list[Any]:
         """Wait out one quiet window and return everything received by its end."""
         deadline = time.monotonic() + window

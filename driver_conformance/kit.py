@@ -12,7 +12,7 @@ import contextlib
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import oslo_messaging
 from oslo_messaging import transport as om_transport
@@ -21,10 +21,15 @@ from oslo_messaging._drivers import base as driver_base
 from driver_conformance import outcomes
 from driver_conformance.adapter import CALLBACK, POLL
 from driver_conformance.bounded import DriverHung, call_bounded
+from driver_conformance.catalog import load_catalog
 from driver_conformance.faults import FaultInjector
 from driver_conformance.history import History
 from driver_conformance.inbox import Inbox
+from driver_conformance.judging import Judgments
 from driver_conformance.run import ConformanceRun
+
+#: The key of :attr:`ConformanceRun.observed` that says which listeners ``listen()`` returns.
+LISTENER_STYLE = "listener style"
 
 
 class Names:
@@ -94,26 +99,73 @@ class Subscription:
 class Kit:
     """Per-scenario helpers; see the module docstring."""
 
-    def __init__(self, run: ConformanceRun) -> None:
+    def __init__(self, run: ConformanceRun, judgments: Judgments | None = None) -> None:
         self.run = run
         self.timing = run.timing
         self.caps = run.capabilities
         self.names = Names(run.prefix)
         self.history = History()
+        self.judgments = judgments or Judgments([])
+        #: Driver calls of this scenario that did not return within their bound.
+        self.hung: list[str] = []
         self._teardown: list[tuple[str, Callable[[], None]]] = []
         self._servers: list[Any] = []
         self._faults_used = False
+        #: The listener style each driver of the scenario was built for, by id.
+        self._styles: dict[int, str] = {}
         self.errors: list[str] = []
+
+    # -- judging ----------------------------------------------------------------------
+    def clause(self, clause_id: str, *, soft: bool = False
+               ) -> contextlib.AbstractContextManager[None]:
+        """Judge ``clause_id`` by the block (see :mod:`driver_conformance.judging`)."""
+        return self.judgments.clause(clause_id, soft=soft)
+
+    def relying_on(self, clause_id: str) -> contextlib.AbstractContextManager[None]:
+        """A block that works only if ``clause_id`` holds; if it fails, nothing is judged."""
+        if clause_id not in load_catalog():
+            raise ValueError(f"relying_on({clause_id!r}): no such clause in the catalog")
+        return self.judgments.relying_on(clause_id)
+
+    def judged(self, clause_id: str) -> bool:
+        """Whether this run judges ``clause_id`` (``--clause`` may select others only)."""
+        return self.judgments.is_judged(clause_id)
+
+    def judge_history(self) -> None:
+        """Fail the scenario if its delivery history is not clean and it never looked."""
+        if self.history.checked or not self.history.wired:
+            return
+        counts = self.history.counts()
+        if counts.clean:
+            return
+        message = f"the delivery history of the scenario is not clean: {counts}"
+        if self.history.clause is not None:
+            with self.clause(self.history.clause):
+                raise AssertionError(message)
+        raise AssertionError(message)
 
     # -- bounded calls ----------------------------------------------------------------
     def call(self, fn: Callable[..., Any], *args: Any, what: str, bound: float | None = None,
              **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` bounded by ``bound`` (default: the run's call bound)."""
-        return call_bounded(fn, *args, bound=bound or self.timing.call_bound, what=what, **kwargs)
+        try:
+            return call_bounded(fn, *args, bound=bound or self.timing.call_bound, what=what,
+                                **kwargs)
+        except DriverHung:
+            self.hung.append(what)
+            raise
 
     # -- requirements ---------------------------------------------------------------
     def require(self, feature: str) -> None:
-        """End the scenario as UNSUPPORTED unless the driver declares ``feature``."""
+        """End the scenario as UNSUPPORTED unless the driver declares ``feature``.
+
+        ``feature`` is an OPTIONAL feature (``requeue``, ``pools``) or a profile
+        (``rpc``, ``notifications``).  Scenarios call it first, before they
+        build anything; the kit's RPC methods (:meth:`send`, :meth:`listen`,
+        :meth:`rpc_transport`) and notification methods call it too, so a
+        scenario that forgets ends UNSUPPORTED rather than failing on the
+        driver's ``NotImplementedError``.
+        """
         if not getattr(self.caps, feature):
             outcomes.unsupported(f"the adapter declares no support for {feature}")
 
@@ -122,7 +174,7 @@ class Kit:
         injector = self.run.backend.faults if self.run.backend else None
         if injector is None:
             outcomes.not_run(f"adapter {self.run.adapter.name!r} has no fault injection")
-        missing = [k for k in kinds if k not in injector.kinds]
+        missing = [k for k in kinds if k not in self.run.fault_kinds]
         if missing:
             outcomes.not_run(
                 f"adapter {self.run.adapter.name!r} cannot inject {', '.join(missing)}"
@@ -135,9 +187,14 @@ class Kit:
     # -- drivers and listeners ----------------------------------------------------------
     def driver(self, *, listener_style: str = CALLBACK,
                allowed_remote_exmods: list[str] | None = None) -> Any:
-        """A new driver instance, cleaned up (bounded) after the scenario."""
-        if listener_style == POLL and POLL not in self.caps.listener_styles:
-            outcomes.not_run("the driver offers no poll-style listener")
+        """A new driver instance, cleaned up (bounded) after the scenario.
+
+        ``listener_style=POLL`` asks the adapter for poll-style listeners; what
+        the driver's ``listen()`` then returns decides whether the scenario
+        applies (:meth:`poll_style`).
+        """
+        if listener_style == POLL and self.run.observed.get(LISTENER_STYLE) == CALLBACK:
+            self._not_applicable_to_callbacks()
         driver = self.call(
             self.run.make_driver,
             listener_style=listener_style,
@@ -145,7 +202,33 @@ class Kit:
             what="driver construction",
         )
         self._teardown.append(("driver.cleanup()", driver.cleanup))
+        self._styles[id(driver)] = listener_style
         return driver
+
+    def poll_style(self, listener: Any) -> driver_base.PollStyleListener:
+        """The ``PollStyleListener`` a ``listen()`` returned (bare, or inside oslo's adapter).
+
+        The contract lets ``listen()`` return either style "depending on the
+        driver's preference": when it returns a callback ``Listener``, the
+        scenario does not apply (NOT APPLICABLE), and the run remembers it so
+        the poll-style scenarios after it end at once.
+        """
+        poller = getattr(listener, "_poll_style_listener", listener)
+        if isinstance(poller, driver_base.PollStyleListener):
+            self.run.observed.setdefault(LISTENER_STYLE, POLL)
+            return poller
+        self.run.observed[LISTENER_STYLE] = CALLBACK
+        self._not_applicable_to_callbacks(type(listener).__name__)
+
+    def _not_applicable_to_callbacks(self, returned: str = "a callback Listener") -> NoReturn:
+        outcomes.not_applicable(
+            f"the driver's listen() returns {returned}, not a PollStyleListener; the "
+            "contract leaves the listener style to the driver's preference, so the "
+            "poll-style clauses and cases do not apply to it")
+
+    def _check_style(self, driver: Any, listener: Any) -> None:
+        if self._styles.get(id(driver)) == POLL:
+            self.poll_style(listener)
 
     def _start(self, listener: Any, inbox: Inbox, what: str, batch_size: int,
                batch_timeout: float | None) -> Subscription:
@@ -162,9 +245,14 @@ class Kit:
     def listen(self, driver: Any, target: Any, *, batch_size: int = 1,
                batch_timeout: float | None = None, inbox: Inbox | None = None,
                start: bool = True) -> Subscription:
-        """``driver.listen(target, ...)``, started with an inbox (unless ``start=False``)."""
+        """``driver.listen(target, ...)``, started with an inbox (unless ``start=False``).
+
+        UNSUPPORTED when the adapter declares no RPC (see :meth:`require`).
+        """
+        self.require("rpc")
         listener = self.call(driver.listen, target, batch_size, batch_timeout,
                              what="driver.listen()")
+        self._check_style(driver, listener)
         inbox = inbox or Inbox(str(target.server or target.topic))
         if not start:
             sub = Subscription(self, listener, inbox, "listener")
@@ -176,9 +264,13 @@ class Kit:
                              *, pool: str | None = None, batch_size: int = 1,
                              batch_timeout: float | None = None, inbox: Inbox | None = None,
                              start: bool = True) -> Subscription:
+        """``driver.listen_for_notifications(...)``, started with an inbox (unless
+        ``start=False``); UNSUPPORTED when the adapter declares no notifications."""
+        self.require("notifications")
         listener = self.call(driver.listen_for_notifications, targets_and_priorities, pool,
                              batch_size, batch_timeout,
                              what="driver.listen_for_notifications()")
+        self._check_style(driver, listener)
         inbox = inbox or Inbox(pool or "notifications")
         if not start:
             sub = Subscription(self, listener, inbox, "notification listener")
@@ -190,22 +282,35 @@ class Kit:
     def send(self, driver: Any, target: Any, message: dict[str, Any], *,
              ctxt: dict[str, Any] | None = None, bound: float | None = None,
              **kwargs: Any) -> Any:
-        """``driver.send(target, ctxt, message, **kwargs)``, bounded."""
+        """``driver.send(target, ctxt, message, **kwargs)``, bounded; UNSUPPORTED without rpc."""
+        self.require("rpc")
         return self.call(driver.send, target, ctxt or {}, message, what="driver.send()",
                          bound=bound, **kwargs)
 
     def notify(self, driver: Any, target: Any, message: dict[str, Any], *,
-               version: float = 2.0, retry: int | None = None,
+               version: float = 2.0, retry: int | None = -1,
                ctxt: dict[str, Any] | None = None) -> None:
-        """``driver.send_notification(target, ctxt, message, version, retry)``, bounded."""
+        """``driver.send_notification(target, ctxt, message, version, retry)``, bounded.
+
+        ``retry`` defaults to -1, what the public ``Notifier`` passes when it is
+        given none; ``retry=None`` is a case of its own, sent only by the
+        scenario about it (``notify.retry.honoured``), so that a driver refusing
+        it fails that clause alone.  UNSUPPORTED when the adapter declares no
+        notifications.
+        """
+        self.require("notifications")
         self.call(driver.send_notification, target, ctxt or {}, message, version, retry,
                   what="driver.send_notification()")
 
     # -- the public oslo.messaging API ------------------------------------------------
     def rpc_transport(self, **driver_kwargs: Any) -> Any:
+        """An ``RPCTransport`` on a new driver; UNSUPPORTED when the adapter declares no rpc."""
+        self.require("rpc")
         return om_transport.RPCTransport(self.driver(**driver_kwargs))
 
     def notification_transport(self, **driver_kwargs: Any) -> Any:
+        """A ``NotificationTransport`` on a new driver; UNSUPPORTED without notifications."""
+        self.require("notifications")
         return om_transport.NotificationTransport(self.driver(**driver_kwargs))
 
     def rpc_server(self, transport: Any, target: Any, endpoints: list[Any]) -> Any:
@@ -285,11 +390,15 @@ class Kit:
         return self.errors
 
     @contextlib.contextmanager
-    def sending(self, key: str) -> Iterator[None]:
-        """Record the send of ``key`` in the history: invoked, then ok/failed/unknown."""
+    def sending(self, key: str, copies: int = 1) -> Iterator[None]:
+        """Record the send of ``key`` in the history: invoked, then ok/failed/unknown.
+
+        ``copies`` is how many receipts the send owes once delivered (a fanout
+        to three listeners owes three).
+        """
         from driver_conformance import history as h
 
-        self.history.invoked(key)
+        self.history.invoked(key, copies)
         try:
             yield
         except DriverHung:

@@ -24,6 +24,7 @@ listens on may be dropped or kept for a later server, but never duplicated).
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -46,6 +47,8 @@ STORED = "notify.store-and-forward.subscriber-absent"
 NOTIFY_ADDRESS = "notify.address.exchange-and-topic"
 REQUEUE = "incoming.requeue.redelivers"
 NO_CALLBACK_AFTER_STOP = "listener.stop.no-callback-after"
+UNLIMITED_RETRY = "send.retry.unlimited"
+NOTIFY_RETRY = "notify.retry.honoured"
 CONTENT = "incoming.content.ctxt-and-message"
 
 
@@ -278,7 +281,11 @@ class Model:
                 if got > owed.hi:
                     clause = owed.clause
                     if sent.body.get("requeue"):
-                        clause = f"{clause} / {REQUEUE}"
+                        # Extra copies of a requeued message come from its
+                        # redelivery: charged to requeue, whichever pool's
+                        # count they broke (the one-copy clauses are judged
+                        # by the messages nobody requeued).
+                        clause = f"{REQUEUE} / {clause}"
                     problems.append(
                         f"[{clause}] {sent.kind} {key}: expected {owed.why}, got {got}"
                         f"{self._where(ledger, key, owed.group)}"
@@ -339,3 +346,50 @@ class Model:
               for r in ledger.receipts(key) if group is None or group in r.groups]
         inside = f" in {group}" if group else ""
         return f" (received{inside} at: {', '.join(at)})" if at else ""
+
+
+# -- naming a violation by its clause --------------------------------------------------
+
+class ModelFailure(AssertionError):
+    """The driver did something the model does not allow."""
+
+
+_FAILURE_TYPES: dict[str, type[ModelFailure]] = {}
+
+
+def first_model_failure(exc: BaseException) -> BaseException | None:
+    """The model violation ``exc`` is or wraps, if any.
+
+    A violation that does not happen again when hypothesis replays its example
+    (a driver whose bug depends on timing) reaches us inside hypothesis's
+    ``FlakyFailure`` group.  It was still seen: the driver did deliver what the
+    model forbids once, so it is charged to its clause like any other.
+    """
+    if isinstance(exc, ModelFailure):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = first_model_failure(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def clause_of(problem: str) -> str:
+    """The clause a problem line names (``[clause] ...``), or ``driver-error``."""
+    match = re.match(r"\[([a-z0-9.-]+)", problem)
+    return match.group(1) if match else "driver-error"
+
+
+def failure_type(problem: str) -> type[ModelFailure]:
+    """A ``ModelFailure`` subclass per clause of the first violation seen.
+
+    Hypothesis shrinks a failure towards smaller examples that fail with the
+    same exception type at the same place.  One type per clause keeps it on
+    the bug it found (a fanout copy missing) instead of wandering to another
+    one the smaller example happens to show.
+    """
+    clause = clause_of(problem)
+    if clause not in _FAILURE_TYPES:
+        _FAILURE_TYPES[clause] = type(f"ModelFailure[{clause}]", (ModelFailure,), {})
+    return _FAILURE_TYPES[clause]

@@ -13,21 +13,21 @@ import contextlib
 import uuid
 
 import oslo_messaging
-from oslo_messaging._drivers import base as driver_base
 
-from driver_conformance.adapter import CALLBACK, POLL, Adapter, Capabilities
+from driver_conformance.adapter import Adapter, Capabilities
 from driver_conformance.bounded import call_bounded
 
 PROBE_BOUND = 10.0
 
 
-def probe_capabilities(adapter: Adapter, url: str, bound: float = PROBE_BOUND) -> Capabilities:
-    from driver_conformance.run import base_conf
+def probe_capabilities(adapter: Adapter, url: str, bound: float = PROBE_BOUND, *,
+                       prefix: str = "dc-probe") -> Capabilities:
+    from driver_conformance.configuration import base_conf
 
     conf = base_conf()
-    driver = call_bounded(adapter.make_driver, conf, url, default_exchange="dc-probe",
+    driver = call_bounded(adapter.make_driver, conf, url, default_exchange=f"{prefix}-probe",
                           allowed_remote_exmods=[], bound=bound, what="probe: build driver")
-    name = f"dc-probe-{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}-probe-{uuid.uuid4().hex[:8]}"
     try:
         requeue = _refuses(lambda: driver.require_features(requeue=True), bound)
         rpc_listener = _try_listen(
@@ -35,10 +35,6 @@ def probe_capabilities(adapter: Adapter, url: str, bound: float = PROBE_BOUND) -
         pools_refused = _refuses(
             lambda: _close(driver.listen_for_notifications(
                 [(oslo_messaging.Target(topic=name), "info")], name, 1, None)), bound)
-        styles = {CALLBACK}
-        poll_types = (driver_base.PollStyleListenerAdapter, driver_base.PollStyleListener)
-        if isinstance(rpc_listener, poll_types):
-            styles.add(POLL)
         if rpc_listener is not None:
             _close(rpc_listener)
         return Capabilities(
@@ -46,8 +42,6 @@ def probe_capabilities(adapter: Adapter, url: str, bound: float = PROBE_BOUND) -
             notifications=True,
             pools=not pools_refused,
             requeue=not requeue,
-            call_monitor=rpc_listener is not None,
-            listener_styles=frozenset(styles),
         )
     finally:
         with contextlib.suppress(Exception):

@@ -80,6 +80,23 @@ def load_adapter_entry_points(pm: pluggy.PluginManager) -> None:
         pm.register(plugin, name=ep.name)
 
 
+def registry_for_pytest(pluginmanager: Any) -> AdapterRegistry:
+    """The adapters a pytest run sees: installed ones, and its loaded ``conftest.py`` files.
+
+    ``pluginmanager`` is pytest's (``config.pluginmanager``); every plugin of
+    it that implements a kit hook (a conftest defining ``conformance_adapters``)
+    is registered with the kit's own plugin manager under pytest's name for
+    it (the conftest's path), so ``driver-conformance list`` can say where an
+    adapter came from.  Raises :class:`AdapterLoadError` or
+    :class:`AdapterConflict` (one line each).
+    """
+    pm = make_plugin_manager()
+    for plugin in pluginmanager.get_plugins():
+        if is_kit_plugin(plugin) and not pm.is_registered(plugin):
+            pm.register(plugin, name=pluginmanager.get_name(plugin))
+    return AdapterRegistry(pm)
+
+
 def is_kit_plugin(obj: object) -> bool:
     """Whether ``obj`` (a module, say a conftest) implements any of the kit's hooks."""
     return any(

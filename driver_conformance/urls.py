@@ -90,6 +90,34 @@ def network_hosts(url: str) -> list[tuple[str, int | None]]:
     return hosts
 
 
+def _split_netloc(netloc: str) -> list[tuple[str, str]]:
+    """``[(userinfo, hostport), ...]`` for each host of a (multi-host) netloc."""
+    parts = []
+    for part in netloc.split(","):
+        userinfo, _, hostport = part.rpartition("@")
+        parts.append((userinfo, hostport))
+    return parts
+
+
+def rewrite_hosts(url: str, addresses: list[tuple[str, int]]) -> str:
+    """``url`` with its i-th host replaced by ``addresses[i]``, credentials kept.
+
+    The inverse of :func:`network_hosts`: what an adapter needs to point a
+    driver at stand-ins for its broker hosts (the kit's fault proxies)
+    without touching user names, passwords, virtual host or query.
+    """
+    parts = urllib.parse.urlsplit(url)
+    hosts = _split_netloc(parts.netloc)
+    if len(hosts) != len(addresses):
+        raise ValueError(f"{len(hosts)} hosts in {mask_url(url)} but {len(addresses)} "
+                         "addresses to put in")
+    netloc = ",".join(
+        (f"{userinfo}@" if userinfo else "") + f"{host}:{port}"
+        for (userinfo, _), (host, port) in zip(hosts, addresses, strict=True))
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{parts.scheme}://{netloc}{parts.path}{query}"
+
+
 def unreachable_reason(url: str, default_port: int, timeout: float = 3.0) -> str | None:
     """Why no host of ``url`` accepts a TCP connection, or None when one does.
 

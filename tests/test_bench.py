@@ -82,7 +82,7 @@ def test_reference_accounts_for_every_message_and_the_document_has_its_shape() -
             "settings", "rounds"} <= set(doc["run"])
     assert [d["label"] for d in doc["drivers"]] == ["reference"]
     assert [r["workload"] for r in doc["results"]] == [
-        "call", "call-concurrent", "cast", "fanout", "notify", "notify-pools"]
+        "call", "call-concurrent", "call-monitor", "cast", "fanout", "notify", "notify-pools"]
     for r in doc["results"]:
         acc = r["accounting"]
         assert r["status"] == "ok", r
@@ -95,9 +95,12 @@ def test_reference_accounts_for_every_message_and_the_document_has_its_shape() -
     assert fanout["expected"] == 2 * fanout["sent"]  # one copy per subscriber
     pools = result(doc, "notify-pools")["accounting"]
     assert pools["expected"] == 2 * pools["sent"]  # one copy per pool
+    assert result(doc, "call-monitor")["params"]["call_monitor_timeout"] == 2.0
     ratios = doc["comparison"]["ratios"]
     assert doc["comparison"]["baseline"] == "reference"
-    assert all(r["throughput"] == 1.0 for r in ratios)
+    assert doc["comparison"]["yardstick"] is False
+    assert all(r["throughput"] == 1.0 and r["p50"] == 1.0 for r in ratios)
+    assert all(len(r["rounds"]) == 1 for r in doc["results"])
 
 
 @pytest.mark.parametrize(("variant", "workload", "field"), [
@@ -155,7 +158,130 @@ def test_an_unsupported_feature_is_reported_not_measured() -> None:
     assert result(doc, "notify-pools")["status"] == "unsupported"
 
 
+def test_the_memory_script_measures_queued_casts_and_large_calls() -> None:
+    """bench/memory.py, tiny: it runs, and its figures have their shape (not their goals)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "memory.py"
+    proc = subprocess.run([sys.executable, str(script), "--casts", "300", "--calls", "3",
+                           "--payload-mib", "0.01"], capture_output=True, text=True,
+                          timeout=240, check=False)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    out = proc.stdout
+    assert "300 queued casts:" in out and " B each" in out, out
+    assert "3 calls of 0.01 MiB" in out and "after cleanup" in out, out
+    assert "Python heap still held" in out and "threads left" not in out, out
+
+
 # -- command line and report ---------------------------------------------------------------
+
+
+# -- the yardstick and the ratios ----------------------------------------------------------
+
+
+def test_ratios_are_per_round_medians_with_their_spread() -> None:
+    from driver_conformance.bench.runner import comparison
+
+    def entry(driver: str, thr: list[float], p50: list[float]) -> dict[str, Any]:
+        return {"driver": driver, "workload": "call",
+                "rounds": [{"throughput_per_s": t, "p50_ms": p, "p99_ms": None}
+                           for t, p in zip(thr, p50, strict=True)]}
+
+    # The machine got twice as fast after round 2; per-round ratios do not care.
+    base = entry("ceiling", [100, 100, 200, 200, 200], [1.0, 1.0, 0.5, 0.5, 0.5])
+    mine = entry("reference", [90, 80, 180, 190, 100], [1.1, 1.2, 0.55, 0.6, 0.5])
+    cmp_ = comparison([base, mine], "ceiling", yardstick=True)
+    assert cmp_["baseline"] == "ceiling" and cmp_["yardstick"] is True
+    ratio = next(r for r in cmp_["ratios"] if r["driver"] == "reference")
+    assert ratio["rounds"] == 5
+    assert ratio["throughput"] == 0.9  # median of 0.9, 0.8, 0.9, 0.95, 0.5
+    assert ratio["throughput_spread"] == [0.8, 0.9]  # nearest-rank p25 and p75
+    assert ratio["p50"] == 1.1 and ratio["p50_spread"] == [1.1, 1.2]
+    assert ratio["p99"] is None and ratio["p99_spread"] is None
+
+
+def test_the_ceiling_is_the_baseline_wherever_it_stands() -> None:
+    from driver_conformance.bench.runner import Subject, render_table, run_bench
+    from driver_conformance.plugins.ceiling import CeilingAdapter
+
+    registry = AdapterRegistry(make_plugin_manager())
+    subjects = [Subject(label="reference", adapter=ReferenceAdapter(), url="reference://",
+                        registry=registry),
+                Subject(label="ceiling", adapter=CeilingAdapter(), url="ceiling://",
+                        registry=registry)]
+    doc = run_bench(subjects, SHORT, rounds=2, only=["call", "cast"])
+    assert doc["comparison"]["baseline"] == "ceiling" and doc["comparison"]["yardstick"]
+    assert [d["yardstick"] for d in doc["drivers"]] == [False, True]
+    for r in doc["results"]:
+        assert r["status"] == "ok" and r["accounting"]["lost"] == 0, r
+        assert len(r["rounds"]) == 2 and all(x["throughput_per_s"] for x in r["rounds"])
+    ratio = next(r for r in doc["comparison"]["ratios"]
+                 if r["driver"] == "reference" and r["workload"] == "call")
+    assert ratio["rounds"] == 2 and ratio["throughput"] > 0 and ratio["cpu"] > 0
+    assert len(ratio["throughput_spread"]) == 2
+    assert all(x["cpu_us_per_msg"] > 0 for r in doc["results"] for x in r["rounds"])
+    table = render_table(doc)
+    assert "ratios to ceiling (the yardstick" in table and "[" in table
+    assert "add --driver=ceiling" not in table
+
+
+def test_the_ceiling_is_loudly_not_a_conformant_driver() -> None:
+    """It copies (the public API relies on it) but keeps nothing for absent listeners."""
+    import oslo_messaging
+    from oslo_config import cfg
+
+    from driver_conformance.bench import ceiling
+    from driver_conformance.plugins.ceiling import CeilingAdapter
+
+    adapter = CeilingAdapter()
+    assert "NOT a conformant driver" in adapter.description
+    assert "not** a conformant driver" in (ceiling.__doc__ or "")
+    conf = cfg.ConfigOpts()
+    with adapter.backend(adapter.default_url, "bench-test") as backend:
+        driver = adapter.make_driver(conf, backend.url, default_exchange="x",
+                                     allowed_remote_exmods=[])
+        bare = adapter.make_driver(conf, backend.url + "?copy=no", default_exchange="x",
+                                   allowed_remote_exmods=[])
+        try:
+            tgt = oslo_messaging.Target(topic="t", server="s")
+            driver.send_notification(oslo_messaging.Target(topic="n.info"), {}, {"early": 1},
+                                     2.0)  # nobody listens yet: dropped, not stored
+            got: list[Any] = []
+            arrived = threading.Semaphore(0)
+            driver.listen(tgt, 1, None).start(lambda batch: (got.extend(batch),
+                                                             arrived.release()))
+            driver.listen_for_notifications([(oslo_messaging.Target(topic="n"), "info")],
+                                            None, 1, None).start(
+                lambda batch: (got.extend(batch), arrived.release()))
+            sent = {"args": {"n": [1]}}
+            driver.send(oslo_messaging.Target(topic="t"), {}, sent)
+            assert arrived.acquire(timeout=5)
+            assert got[0].message == sent and got[0].message is not sent  # a copy
+            bare.send(oslo_messaging.Target(topic="t"), {}, sent)
+            assert arrived.acquire(timeout=5)
+            assert got[1].message is sent  # ?copy=no: the very same dict
+            assert not arrived.acquire(timeout=0.2)  # the early notification is gone
+        finally:
+            bare.cleanup()
+            driver.cleanup()
+
+
+def test_profile_is_off_unless_asked_and_groups_by_package() -> None:
+    from driver_conformance.bench.profile import by_package, cpu_profile
+
+    with cpu_profile(False) as report:
+        pass
+    assert report == []
+
+    class Func:
+        def __init__(self, module: str, tsub: float) -> None:
+            self.module, self.tsub = module, tsub
+
+    text = by_package([Func("/x/driver_conformance/reference/broker.py", 3.0),
+                       Func("/x/oslo_messaging/rpc/server.py", 1.0), Func("", 0.0)])
+    assert text.splitlines()[1].split()[:2] == ["reference", "driver"]
+    assert "75.0%" in text
 
 
 def test_cli_prints_the_table_and_writes_json(tmp_path: Path,
@@ -185,13 +311,12 @@ def minimal_run_report() -> dict[str, Any]:
     """A conformance report of one passing driver, as `pytest --report-json` writes it."""
     from driver_conformance.catalog import load_catalog
     from driver_conformance.report import document
-    from driver_conformance.results import ScenarioResult
+    from driver_conformance.results import ClauseResult, ScenarioResult
 
-    catalog = load_catalog()
-    results = {c.id: ("pass", [ScenarioResult(f"t_{c.id}", [c.id], "pass", 0.01, "")])
-               for c in catalog}
+    results = [ClauseResult.of(c, [ScenarioResult(f"t_{c.id}", [c.id], "pass", 0.01, "")])
+               for c in load_catalog()]
     return document.build_document(
-        clauses=document.clause_entries(catalog, results), verdict="compliant",
+        clauses=document.clause_entries(results),
         certify=False, run={
             **document.environment(), "adapter": "reference",
             "adapter_package": {"name": None, "version": None}, "driver": "reference",

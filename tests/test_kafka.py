@@ -68,8 +68,8 @@ def test_adapter_backend_round_trip_and_cut() -> None:
     """A notification through the adapter's proxied private broker; again after a cut."""
     import oslo_messaging
 
+    from driver_conformance.configuration import base_conf
     from driver_conformance.plugins.kafka import KafkaAdapter
-    from driver_conformance.run import base_conf
 
     adapter = KafkaAdapter()
     caps = adapter.get_capabilities(adapter.default_url)
@@ -129,3 +129,23 @@ def test_external_broker_unreachable_fails_fast() -> None:
             KafkaAdapter().backend(f"kafka://127.0.0.1:{port}/", "dc-x"):
         pass
     assert time.monotonic() - started < 10
+
+
+def test_the_kafka_janitor_deletes_the_runs_topics_only() -> None:
+    """A by-URL or external-broker kafka run is cleaned by the URL's scheme."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from driver_conformance.brokers.janitor import janitor_for
+
+    port = tansu.free_port()
+    broker = tansu.TansuBroker(port=port, advertised_port=port).start()
+    try:
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
+        for future in admin.create_topics([NewTopic("dc-jt-main-t-1", 1, 1),
+                                           NewTopic("someone-elses", 1, 1)]).values():
+            future.result(10)
+        janitor = janitor_for(f"kafka://127.0.0.1:{port}/", "dc-jt-main")
+        assert janitor.clean() == "deleted 1 topics and consumer groups"
+        assert sorted(admin.list_topics(timeout=10).topics) == ["someone-elses"]
+    finally:
+        broker.stop()

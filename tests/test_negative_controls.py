@@ -8,10 +8,12 @@ scenarios failed.  A sanity run checks that the unbroken reference passes
 the very same selection, so a variant is caught because of its breakage,
 not because the scenarios fail anyway.
 
-Like ``driver-conformance detect``, the runs leave out scenarios that check
-many clauses at once (the model-based one): a failure there names every
-clause it covers.  ``-x`` ends a run at its first failure, which (the
-selection being the clause's scenarios) is already a detection.
+Like ``driver-conformance detect``, the runs leave out the model-based
+scenario (slow to shrink), and read what failed from the run's one results
+collector (:class:`driver_conformance.results.ResultCollector`): a clause is
+caught when some scenario *judged it* failed, not when a scenario naming it
+failed for another clause.  ``-x`` ends a run at its first failure, which
+(the selection being the clause's scenarios) is already a detection.
 
 Every run, the sanity run included, uses ``--time-scale`` :data:`TIME_SCALE`
 (0.3 unless ``DRIVER_CONFORMANCE_NC_TIME_SCALE`` says otherwise): a variant
@@ -34,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from driver_conformance import detect
+from driver_conformance import detect, stash
 from driver_conformance.broken import VARIANTS, Variant, broken_adapters
 from driver_conformance.catalog import load_catalog
 from driver_conformance.registry import AdapterRegistry, make_plugin_manager
@@ -57,27 +59,22 @@ def _preloaded() -> None:
 
     for name in ("driver_conformance.fixtures", "driver_conformance.kit",
                  "driver_conformance.reference", "driver_conformance.summary",
-                 "driver_conformance.results"):
+                 "driver_conformance.results", "driver_conformance.report.plugin"):
         importlib.import_module(name)
     for info in pkgutil.iter_modules(scenarios.__path__):
         importlib.import_module(f"{scenarios.__name__}.{info.name}")
 
 
-def run_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, driver: str,
-              clauses: list[str], *extra: str) -> tuple[Any, dict[str, list[str]]]:
-    """Run the suite in-process; return the hook recorder and failed scenarios' clauses."""
+def run_suite(pytester: pytest.Pytester, driver: str, clauses: list[str], *extra: str
+              ) -> tuple[Any, list[str]]:
+    """Run the suite in-process; return the hook recorder and the clauses judged failed."""
     pytester.makeconftest(detect.CONFTEST)
-    monkeypatch.delenv(detect.RECORD_ENV, raising=False)
-    monkeypatch.setenv(detect.MAX_CLAUSES_ENV, str(detect.FOCUSED_MAX_CLAUSES))
     args = ["-p", "no:cacheprovider", "-p", "no:randomly", f"--driver={driver}",
-            f"--time-scale={TIME_SCALE:g}", *(f"--clause={c}" for c in clauses), *extra]
+            f"--time-scale={TIME_SCALE:g}", "-m", detect.NOT_MODEL,
+            *(f"--clause={c}" for c in clauses), *extra]
     rec = pytester.inline_run(*args)
-    failed: dict[str, list[str]] = {}
-    for report in rec.getreports("pytest_runtest_logreport"):
-        clause_ids = dict(report.user_properties).get("clauses")
-        if report.failed and clause_ids:
-            failed[report.nodeid] = list(clause_ids)
-    return rec, failed
+    config = rec.getcalls("pytest_sessionfinish")[0].session.config
+    return rec, config.stash[stash.RESULTS].failed_clauses(load_catalog())
 
 
 def test_enough_variants_each_naming_a_catalog_clause() -> None:
@@ -98,27 +95,32 @@ def test_broken_adapters_are_not_registered_by_default() -> None:
     assert not leaked, f"broken adapters must only come from a conftest; found {leaked}"
 
 
-def test_unbroken_reference_passes_the_same_selection(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unbroken_reference_passes_the_same_selection(pytester: pytest.Pytester) -> None:
     """The sanity baseline: every scenario a variant is judged by passes on the reference."""
     clauses = sorted({v.clause for v in VARIANTS})
-    rec, failed = run_suite(pytester, monkeypatch, "reference", clauses)
+    rec, failed = run_suite(pytester, "reference", clauses)
     passed, _, _ = rec.listoutcomes()
     assert not failed, f"expected the reference to pass these scenarios; failed: {failed}"
     assert passed, "expected some scenarios to run on the reference"
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
-def test_variant_is_caught_by_its_clause(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, variant: Variant) -> None:
-    rec, failed = run_suite(pytester, monkeypatch, variant.adapter_name, [variant.clause], "-x")
+def test_variant_is_caught_by_its_clause(pytester: pytest.Pytester, variant: Variant) -> None:
+    rec, caught = run_suite(pytester, variant.adapter_name, [variant.clause], "-x")
     assert rec.ret != pytest.ExitCode.USAGE_ERROR, "the run was a usage error"
-    caught = sorted({c for clause_ids in failed.values() for c in clause_ids})
     passed, skipped, _ = rec.listoutcomes()
     assert variant.clause in caught, (
         f"expected variant {variant.name!r} ({variant.description}) to fail clause "
         f"{variant.clause!r}; clauses failed: {caught or 'none'} (exit {rec.ret}, "
         f"{len(passed)} passed, {len(skipped)} skipped: {[r.nodeid for r in passed]})")
+
+
+def test_a_hanging_poll_stop_fails_only_the_stop_clauses(pytester: pytest.Pytester) -> None:
+    """Every poll scenario stops its own poller relying on the stop clauses: a driver whose
+    stop() hangs fails those, and the other poll clauses are judged or left NOT RUN."""
+    clauses = [c.id for c in load_catalog() if c.id.startswith("poll.")]
+    _, failed = run_suite(pytester, "broken-poll-stop-hangs", clauses)
+    assert set(failed) == {"poll.stop.unblocks", "poll.stop.thread-safe"}, failed
 
 
 def test_detect_command_prints_the_table(tmp_path: Path) -> None:
@@ -137,12 +139,19 @@ def test_detect_command_prints_the_table(tmp_path: Path) -> None:
 
 
 def test_detection_table_reports_a_miss() -> None:
-    """A variant whose clause did not fail is shown as NO, with what failed instead."""
-    lines = [json.dumps({"nodeid": "a.py::t1", "when": "call", "outcome": "failed",
-                         "clauses": ["x.y"]}),
-             json.dumps({"nodeid": "a.py::t2", "when": "call", "outcome": "passed",
-                         "clauses": [VARIANTS[0].clause]})]
-    failed, failed_ids, ran = detect.parse_record(lines)
+    """A variant whose clause did not fail is shown as NO, with what failed instead.
+
+    What failed comes from the run's report: a clause failed when a scenario
+    judged it so, whatever other clauses that scenario names.
+    """
+    doc = {"clauses": [
+        {"id": "x.y", "scenarios": [
+            {"nodeid": "a.py::t1", "outcome": "fail", "scenario_outcome": "fail"}]},
+        {"id": VARIANTS[0].clause, "scenarios": [
+            {"nodeid": "a.py::t1", "outcome": "not-run", "scenario_outcome": "fail"},
+            {"nodeid": "a.py::t2", "outcome": "pass", "scenario_outcome": "pass"}]},
+    ]}
+    failed, failed_ids, ran = detect.read_report(doc)
     assert (failed, failed_ids, ran) == (["x.y"], ["a.py::t1"], 2)
     det = detect.Detection(VARIANTS[0], exit_code=1, failed=failed, ran=ran)
     table = detect.format_table([det])

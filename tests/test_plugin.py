@@ -11,10 +11,13 @@ import textwrap
 
 import pytest
 
-EXIT_USAGE = 4
-EXIT_BACKEND_UNAVAILABLE = 8
+from driver_conformance.exitcodes import ExitCode
+from driver_conformance.registry import AdapterRegistry, make_plugin_manager
+
+EXIT_USAGE = ExitCode.USAGE_ERROR
+EXIT_BACKEND_UNAVAILABLE = ExitCode.BACKEND_UNAVAILABLE
 #: A run of a subset of the clauses cannot be judged compliant.
-EXIT_UNKNOWN = 7
+EXIT_UNKNOWN = ExitCode.UNKNOWN
 
 ADAPTER_CONFTEST = """
 from driver_conformance.plugins.reference import ReferenceAdapter
@@ -49,8 +52,10 @@ def test_unknown_driver_is_a_one_line_usage_error(pytester: pytest.Pytester) -> 
     result = run(pytester, "--driver=nope")
     assert result.ret == EXIT_USAGE
     errors = [line for line in result.stderr.lines if line.strip()]
-    assert errors == ["ERROR: unknown driver 'nope'; available: fake, kafka, kombu-memory, "
-                      "rabbit, reference, url"]
+    available = ", ".join(AdapterRegistry(make_plugin_manager()).names())
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"ERROR: unknown driver 'nope'; available: {available} (")
+    assert "reference" in available
 
 
 def test_scheme_without_driver_names_the_scheme(pytester: pytest.Pytester) -> None:
@@ -160,3 +165,90 @@ def test_console_script_lists_adapters(pytester: pytest.Pytester) -> None:
     assert result.ret == 0
     result.stdout.fnmatch_lines(["fake *", "*", "*reference *", "*", "url *", "*"])
     assert "guest:guest" not in result.stdout.str()
+
+
+def _install_driver_that_does_not_import(pytester: pytest.Pytester) -> None:
+    """An oslo.messaging driver entry point whose module is missing (kafka without its client)."""
+    site = pytester.mkdir("site")
+    dist = site / "ghost_driver-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ghost-driver\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[oslo.messaging.drivers]\nghost = no_such_module_here:GhostDriver\n")
+    pytester._monkeypatch.setenv("PYTHONPATH", str(site))
+
+
+def test_a_driver_that_does_not_import_is_quiet_until_asked_for(
+        pytester: pytest.Pytester) -> None:
+    """It is listed as installed, logs nothing into other runs, and is one line when used."""
+    _install_driver_that_does_not_import(pytester)
+    result = run(pytester, "--driver=reference", "--clause=send.fanout.all-subscribers",
+                 "-o", "log_level=DEBUG", "-rA")
+    out = result.stdout.str() + result.stderr.str()
+    # stevedore may still say at DEBUG level that it found the entry point; it must
+    # not try to import it, nor log its failure.
+    assert "Could not load" not in out and "ModuleNotFoundError" not in out, out[-2000:]
+    used = run(pytester, "--transport-url=ghost://")
+    assert used.ret == EXIT_USAGE
+    errors = [line for line in used.stderr.lines if line.strip()]
+    assert errors == ["ERROR: the oslo.messaging driver for scheme 'ghost' is installed but "
+                      "does not import: ModuleNotFoundError: No module named "
+                      "'no_such_module_here'"], errors
+
+
+def test_output_opens_without_import_time_warnings(pytester: pytest.Pytester) -> None:
+    """oslo.messaging's eventlet-era dependencies warn when imported; a run shows none,
+    even when a driver's conftest imports oslo.messaging itself."""
+    pytester.makeconftest("import oslo_messaging  # noqa: F401\n")
+    result = run(pytester, "--driver=reference", "--clause=send.fanout.all-subscribers",
+                 "-W", "default")
+    out = result.stdout.str() + result.stderr.str()
+    assert "Eventlet is deprecated" not in out, out[:2000]
+
+
+def test_list_shows_the_adapters_a_run_from_here_sees(pytester: pytest.Pytester) -> None:
+    """`driver-conformance list` in a driver's repository shows its conftest adapter, and
+    one in a directory it is given, the way `pytest --driver=...` would find them."""
+    pytester.makeconftest(ADAPTER_CONFTEST)
+    sub = pytester.mkdir("conformance")
+    (sub / "conftest.py").write_text(textwrap.dedent(
+        ADAPTER_CONFTEST.replace('"mine"', '"deeper"')))
+
+    def listing(*paths: str) -> str:
+        result = pytester.run(sys.executable, "-m", "driver_conformance.cli", "list",
+                              "--no-capabilities", *paths, timeout=120)
+        assert result.ret == 0, result.stderr.str()
+        return result.stdout.str()
+
+    here = listing()
+    assert "mine           a driver under development" in here
+    assert f"from {pytester.path / 'conftest.py'}" in here
+    assert "deeper" not in here
+    assert "deeper         a driver under development" in listing("conformance")
+
+
+def test_an_adapter_in_a_subdirectory_conftest_needs_its_directory(
+        pytester: pytest.Pytester) -> None:
+    sub = pytester.mkdir("conformance")
+    (sub / "conftest.py").write_text(textwrap.dedent(ADAPTER_CONFTEST))
+    missing = run(pytester, "--driver=mine")
+    assert missing.ret == EXIT_USAGE
+    missing.stderr.fnmatch_lines(["ERROR: unknown driver 'mine'*a directory given on the "
+                                  "command line)"])
+    found = run(pytester, "--driver=mine", "conformance", "--clause=send.fanout.all-subscribers")
+    assert found.ret == EXIT_UNKNOWN, found.stdout.str()[-2000:]
+
+
+def test_a_conftest_loaded_during_collection_still_joins_the_run(
+        pytester: pytest.Pytester) -> None:
+    """A conftest below the given directory, loaded lazily, adds its facts to the run."""
+    deep = pytester.mkdir("tests") / "conformance"
+    deep.mkdir()
+    (deep / "conftest.py").write_text(
+        "def conformance_run_facts(adapter, url):\n    return {'lazily': 'loaded'}\n")
+    (deep / "test_own.py").write_text("def test_own():\n    pass\n")
+    result = run(pytester, "--driver=reference", "tests", "--clause=send.fanout.all-subscribers",
+                 "--report-json=r.json")
+    assert result.ret == EXIT_UNKNOWN, result.stdout.str()[-2000:]
+    doc = __import__("json").loads((pytester.path / "r.json").read_text())
+    assert doc["run"]["facts"].get("lazily") == "loaded"

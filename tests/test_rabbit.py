@@ -17,11 +17,12 @@ from driver_conformance.brokers.rabbit import (
     Connection,
     RabbitCtl,
     RabbitCtlUnavailable,
+    ReplyQueueTracker,
     amqp_unreachable_reason,
     is_run_name,
     own_connections,
 )
-from driver_conformance.plugins.rabbit import RABBIT_OVERRIDES, ReplyQueueTracker, rewrite_hosts
+from driver_conformance.plugins.rabbit import RABBIT_OVERRIDES, rewrite_hosts
 
 
 @pytest.mark.parametrize(("url", "addresses", "expected"), [

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import socket
 import time
 import uuid
@@ -27,7 +28,9 @@ from driver_conformance.brokers.rabbit import (
     amqp_unreachable_reason,
     own_connections,
 )
-from driver_conformance.plugin import EXIT_BACKEND_UNAVAILABLE
+from driver_conformance.exitcodes import ExitCode
+
+EXIT_BACKEND_UNAVAILABLE = ExitCode.BACKEND_UNAVAILABLE
 
 BROKER = ("127.0.0.1", 5672)
 SCENARIO_CLAUSES = (
@@ -76,7 +79,7 @@ def leftovers(ctl: RabbitCtl, prefix: str, replies: set[str] = frozenset()) -> l
 
 def test_run_leaves_nothing_on_the_broker(pytester: pytest.Pytester, ctl: RabbitCtl,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from driver_conformance.plugins import rabbit
+    from driver_conformance.brokers import rabbit
 
     run_id = f"t{uuid.uuid4().hex[:8]}"
     prefix = f"dc-{run_id}-main"
@@ -100,6 +103,46 @@ def test_run_leaves_nothing_on_the_broker(pytester: pytest.Pytester, ctl: Rabbit
     assert leftovers(ctl, prefix, set(cleanup.reply_queues)) == []
     assert wait_for(lambda: not own_connections(ctl.connections())), (
         f"connections of this process still open: {own_connections(ctl.connections())}")
+
+
+def test_a_by_url_run_leaves_nothing_on_the_broker(pytester: pytest.Pytester, ctl: RabbitCtl,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pytest --transport-url=rabbit://...` (no adapter code) is cleaned as --driver=rabbit is:
+    the probe's queues, the scenarios' queues and exchanges, the reply queues."""
+    from driver_conformance.brokers import rabbit
+
+    run_id = f"u{uuid.uuid4().hex[:8]}"
+    prefix = f"dc-{run_id}-main"
+    monkeypatch.setenv("DRIVER_CONFORMANCE_RUN_ID", run_id)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    before = len(rabbit.CLEANUPS)
+    result = pytester.runpytest_inprocess(
+        "--transport-url=rabbit://guest:guest@127.0.0.1:5672/",
+        "--clause", "send.wait-for-reply.returns-reply", "--clause", "listen.address",
+        "-k", "not random_topologies", "-p", "no:randomly", "-p", "no:cacheprovider", "-q",
+        "--report-json=r.json")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) >= 3, outcomes
+    cleanups = [c for c in rabbit.CLEANUPS[before:] if c.prefix == prefix]
+    assert len(cleanups) == 1 and cleanups[0].listed, [c.summary() for c in cleanups]
+    cleanup = cleanups[0]
+    assert any("-probe-" in q for q in cleanup.queues), cleanup.queues
+    assert cleanup.reply_queues and cleanup.exchanges
+    assert leftovers(ctl, prefix, set(cleanup.reply_queues)) == []
+    assert leftovers(ctl, "dc-probe-") == [], "the probe names its queues under the run's prefix"
+    facts = __import__("json").loads((pytester.path / "r.json").read_text())["run"]["facts"]
+    assert facts["cleanup"].startswith("deleted "), facts
+
+
+def test_a_backend_the_kit_cannot_clean_is_said_so(pytester: pytest.Pytester) -> None:
+    """A networked scheme without a janitor: the run's facts and summary say so."""
+    from driver_conformance.brokers.janitor import janitor_for
+
+    janitor = janitor_for("nats://127.0.0.1:4222/", "dc-x-main")
+    assert not janitor.cleans and janitor.description.startswith("NOT cleaned")
+    assert janitor_for("kombu+memory:////", "p").cleans
+    assert type(janitor_for("rabbit://guest:guest@127.0.0.1:5672/", "p")).__name__ == \
+        "RabbitJanitor"
 
 
 def test_xdist_workers_use_and_clean_their_own_names(pytester: pytest.Pytester,
@@ -160,8 +203,8 @@ def test_silent_faults_are_bounded_and_heal(ctl: RabbitCtl, fault: str) -> None:
     import oslo_messaging
 
     from driver_conformance.bounded import DriverHung, call_bounded
+    from driver_conformance.configuration import base_conf
     from driver_conformance.plugins.rabbit import RABBIT_OVERRIDES, RabbitAdapter
-    from driver_conformance.run import base_conf
 
     def conf():
         c = base_conf()
@@ -171,12 +214,15 @@ def test_silent_faults_are_bounded_and_heal(ctl: RabbitCtl, fault: str) -> None:
 
     prefix = f"dc-f{uuid.uuid4().hex[:8]}-main"
     adapter = RabbitAdapter()
-    with adapter.backend(adapter.default_url, prefix) as backend:
+    janitor = adapter.janitor(adapter.default_url, prefix)
+    with contextlib.ExitStack() as stack:
+        stack.callback(janitor.clean)
+        backend = stack.enter_context(adapter.backend(adapter.default_url, prefix))
         assert backend.faults is not None
-        server = adapter.make_driver(conf(), backend.url, default_exchange=f"{prefix}-default",
-                                     allowed_remote_exmods=[])
-        client = adapter.make_driver(conf(), backend.url, default_exchange=f"{prefix}-default",
-                                     allowed_remote_exmods=[])
+        server = janitor.watch(adapter.make_driver(
+            conf(), backend.url, default_exchange=f"{prefix}-default", allowed_remote_exmods=[]))
+        client = janitor.watch(adapter.make_driver(
+            conf(), backend.url, default_exchange=f"{prefix}-default", allowed_remote_exmods=[]))
         target = oslo_messaging.Target(topic=f"{prefix}-t", server="s1")
         listener = server.listen(target, 1, None)
         listener.start(lambda msgs: [m.reply({"n": m.message["n"]}) for m in msgs])
@@ -210,3 +256,36 @@ def test_silent_faults_are_bounded_and_heal(ctl: RabbitCtl, fault: str) -> None:
                 with contextlib.suppress(Exception):
                     call_bounded(action, bound=10, what="teardown")
     assert leftovers(ctl, prefix) == []
+
+
+def test_the_users_configuration_is_judged_and_reported(pytester: pytest.Pytester,
+                                                        ctl: RabbitCtl) -> None:
+    """`--oslo-config-file=my.conf`: quorum queues are what runs, the report says which
+    configuration it was (secrets masked), and the adapter's override of a value the
+    user set is named."""
+    secret = "n0t-f0r-y0ur-eyes"
+    pytester.makefile(".conf", my=f"""
+        [DEFAULT]
+        transport_url = rabbit://operator:{secret}@127.0.0.1:5672/
+        [oslo_messaging_rabbit]
+        rabbit_quorum_queue = true
+        heartbeat_timeout_threshold = 60
+        """)
+    result = pytester.runpytest_subprocess(
+        *adapter_args(), "--driver=rabbit", "--oslo-config-file=my.conf",
+        "--clause=send.fanout.all-subscribers", "-m", "not model", "-p", "no:cacheprovider",
+        "--report-json=r.json", timeout=240)
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == ExitCode.UNKNOWN, out[-3000:]
+    result.stdout.fnmatch_lines([
+        "driver-conformance: configuration judged: my.conf",
+        "driver-conformance: the adapter overrides your [[]oslo_messaging_rabbit[]] "
+        "heartbeat_timeout_threshold with 2: *"])
+    doc = json.loads((pytester.path / "r.json").read_text())
+    judged = doc["run"]["configuration"]
+    assert judged["files"] == ["my.conf"]
+    assert judged["options"]["oslo_messaging_rabbit"]["rabbit_quorum_queue"] is True
+    assert judged["options"]["DEFAULT"]["transport_url"] == "***"
+    over = [o for o in judged["overrides"] if o["over_user_value"]]
+    assert [o["option"] for o in over] == ["heartbeat_timeout_threshold"]
+    assert secret not in out and secret not in (pytester.path / "r.json").read_text()

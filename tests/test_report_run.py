@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from driver_conformance import exitcodes
 from driver_conformance import report as report_mod
 from driver_conformance.catalog import load_catalog
 from driver_conformance.report import cli as report_cli
@@ -47,30 +48,9 @@ NOT_MODEL = "not random_topologies"
 SCHEMA_PATH = Path(report_mod.__file__).parent.parent / "report_schema.json"
 RUN_TIMEOUT = 300
 
-#: Makes the kit load the report hooks and options whether or not the kit's
-#: plugin already does, and offers the broken variants as adapters.
+#: Offers the broken variants as adapters.
 SHIM_CONFTEST = '''
-import pytest
 from driver_conformance.broken import conformance_adapters  # noqa: F401
-from driver_conformance.report import pytest_hooks
-
-
-def pytest_addoption(parser):
-    try:
-        pytest_hooks.add_options(parser.getgroup("driver-conformance"))
-    except ValueError:
-        pass  # the kit's plugin adds them already
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_configure(config):
-    from driver_conformance.plugin import session_of
-    try:
-        session_of(config)
-    except KeyError:
-        return
-    if not config.pluginmanager.is_registered(pytest_hooks):
-        config.pluginmanager.register(pytest_hooks, "driver-conformance-report")
 '''
 
 
@@ -186,7 +166,8 @@ def test_run_metadata(runs: dict[str, Run]) -> None:
     # still has what they declared.
     assert run["workers"] == 2
     assert run["capabilities"]["requeue"] is True
-    assert "poll" in run["capabilities"]["listener_styles"]
+    assert run["observed"]["listener style"] in ("poll", "callback")
+    assert "outage" in run["capabilities"]["faults"]
     assert run["facts"].get("broker")
 
 
@@ -207,9 +188,9 @@ def test_exit_status_is_the_verdicts(runs: dict[str, Run]) -> None:
     for run in runs.values():
         doc = run.doc
         assert doc["verdict"] == report_data.verdict_of(doc["clauses"]), run.name
-        assert run.ret == report_mod.exit_code_for(doc["verdict"]), run.explain()
+        assert run.ret == exitcodes.for_verdict(doc["verdict"]), run.explain()
         assert doc["run"]["exit_status"] == run.ret
-        assert f"exit status {run.ret} (" in run.stdout, run.explain()
+        assert f"exit status {run.ret}: " in run.stdout, run.explain()
 
 
 def test_terminal_summary_gives_verdict_and_counts_by_level(runs: dict[str, Run]) -> None:
@@ -223,7 +204,7 @@ def test_broken_variant_is_non_compliant(runs: dict[str, Run]) -> None:
     run = runs["broken"]
     doc = run.doc
     assert doc["verdict"] == report_mod.NON_COMPLIANT, run.explain()
-    assert run.ret == report_mod.EXIT_NON_COMPLIANT
+    assert run.ret == exitcodes.ExitCode.NON_COMPLIANT
     assert clause(doc, FANOUT)["outcome"] == "fail"
     assert any(FANOUT in reason for reason in doc["verdict_reasons"])
 
@@ -233,7 +214,7 @@ def test_a_partial_run_is_unknown_never_compliant(runs: dict[str, Run]) -> None:
     doc = run.doc
     assert clause(doc, FANOUT)["outcome"] == "pass", run.explain()
     assert doc["verdict"] == report_mod.UNKNOWN
-    assert run.ret == report_mod.EXIT_UNKNOWN
+    assert run.ret == exitcodes.ExitCode.UNKNOWN
     # What did not run is shown as not run, and says why for deselected scenarios.
     not_run = clause(doc, REPLY)
     assert not_run["outcome"] == "not-run"
@@ -248,7 +229,7 @@ def test_reference_driver_is_compliant(runs: dict[str, Run]) -> None:
     doc = run.doc
     assert doc["verdict"] == report_mod.COMPLIANT, \
         f"reference driver not compliant: {doc['verdict_reasons']}"
-    assert run.ret == report_mod.EXIT_COMPLIANT
+    assert run.ret == exitcodes.ExitCode.COMPLIANT
 
 
 # -- passwords ---------------------------------------------------------------------------
@@ -334,7 +315,7 @@ def test_badge_and_shields_endpoint(runs: dict[str, Run], workdir: Path) -> None
 def test_certify_refuses_a_selected_subset(workdir: Path) -> None:
     run = Run(workdir, "certify-subset", ["--driver=reference", "--certify",
                                           f"--clause={FANOUT}"]).wait()
-    assert run.ret == report_mod.EXIT_CERTIFY_REFUSED, run.explain()
+    assert run.ret == exitcodes.ExitCode.USAGE_ERROR, run.explain()
     assert "--certify runs the whole suite" in run.stderr
 
 
@@ -353,7 +334,7 @@ def test_certify_refuses_an_expected_failure_and_marks_the_report(tmp_path: Path
     (tmp_path / "test_excuse.py").write_text(XFAIL_SCENARIO)
     run = Run(tmp_path, "certify-xfail", ["--driver=reference", "--certify", "test_excuse.py"]
               ).wait()
-    assert run.ret == report_mod.EXIT_CERTIFY_REFUSED, run.explain()
+    assert run.ret == exitcodes.ExitCode.USAGE_ERROR, run.explain()
     assert "--certify refuses this run" in run.stdout + run.stderr
     doc = run.doc
     cert = doc["certification"]
@@ -563,3 +544,29 @@ def test_browser_check_catches_network_and_script_errors(
     assert record["resources"] == ["http://127.0.0.1:9/x.png"]
     assert any("noSuchFunction" in line for line in console)
     assert requests == ["http://127.0.0.1:9/x.png"]
+
+
+@needs_chromium
+def test_configuration_matrix_in_a_headless_browser(tmp_path: Path) -> None:
+    """Runs of one driver under two configurations are two columns, not merged, each
+    headed by the option that tells it from the other; the page loads clean."""
+    (tmp_path / "patient.conf").write_text("[DEFAULT]\nrpc_response_timeout = 30\n")
+    (tmp_path / "default.conf").write_text("# the defaults\n")
+    reports = []
+    for name in ("patient", "default"):
+        run = Run(tmp_path, name, ["--driver=reference", f"--oslo-config-file={name}.conf",
+                                   f"--clause={FANOUT}", "-k", NOT_MODEL]).wait()
+        assert run.ret == exitcodes.ExitCode.UNKNOWN, run.explain()
+        reports.append(run.json_path)
+    docs = [report_data.load(p) for p in reports]
+    assert report_data.labels(docs) == ["reference 0.1.0 [rpc_response_timeout=30]",
+                                        "reference 0.1.0 [rpc_response_timeout=default]"], \
+        report_data.labels(docs)
+    page = tmp_path / "configs.html"
+    assert render(*reports, "--html", page) == 0
+    html_text = page.read_text("utf-8")
+    assert "reference 0.1.0 [rpc_response_timeout=30]" in html_text
+    assert "DEFAULT.rpc_response_timeout=30" in html_text  # the card's configuration
+    record, console, requests = open_in_browser(page, tmp_path)
+    assert record == {"errors": [], "violations": [], "resources": []}
+    assert console == [] and requests == []

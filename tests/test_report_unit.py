@@ -11,19 +11,22 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from driver_conformance import certify as certify_mod
+from driver_conformance import exitcodes
 from driver_conformance import report as report_mod
-from driver_conformance.catalog import load_catalog
+from driver_conformance.catalog import LEVELS, load_catalog
 from driver_conformance.report import badge, document, merge, render_html, render_markdown
 from driver_conformance.report import cli as report_cli
 from driver_conformance.report import data as report_data
 from driver_conformance.report.redact import Redactor, passwords_in
-from driver_conformance.results import ScenarioResult, verdict, worst
+from driver_conformance.results import DESELECTED, ClauseResult, ScenarioResult
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in the kit's test extra")
 
@@ -39,14 +42,15 @@ def make_doc(outcomes: dict[str, str] | None = None, *, default: str = "pass",
              url: str = "mine://user:hunter22@host/", message: str = "") -> dict[str, Any]:
     """A report of ``adapter`` where each clause has one scenario with the given outcome."""
     outcomes = outcomes or {}
-    results = {}
+    results = []
     for clause in CATALOG:
         outcome = outcomes.get(clause.id, default)
+        said = message if outcome != "pass" else ""
         rs = [] if outcome == "none" else [ScenarioResult(
-            f"test_{clause.id}", [clause.id], outcome, 0.01,
-            message if outcome != "pass" else "")]
-        results[clause.id] = (worst(r.outcome for r in rs), rs)
-    clauses = document.clause_entries(CATALOG, results)
+            f"test_{clause.id}", [clause.id], outcome, 0.01, said,
+            judgments={clause.id: [outcome, said]})]
+        results.append(ClauseResult.of(clause, rs))
+    clauses = document.clause_entries(results)
     run = {
         **document.environment(),
         "adapter": adapter, "adapter_package": {"name": None, "version": None},
@@ -57,10 +61,12 @@ def make_doc(outcomes: dict[str, str] | None = None, *, default: str = "pass",
         "duration": 60.0, "workers": 1,
         "selection": {"clause_patterns": [], "keyword": None, "markexpr": None,
                       "deselected": 0},
-        "error": None, "exit_status": None,
+        "error": None, "hung_calls": 0, "expectations": None, "observed": {},
+        "exit_status": None,
     }
-    return document.build_document(clauses=clauses, verdict=verdict(CATALOG, results), run=run,
-                                   certify=certify, secret_urls=[url])
+    problems = certify_mod.problems(clauses) if certify else []
+    return document.build_document(clauses=clauses, run=run, certify=certify,
+                                   problems=problems, secret_urls=[url])
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +110,15 @@ def test_unsupported_is_counted_apart_and_never_in_the_pass_rate() -> None:
     assert doc["counts"]["MUST"]["pass_rate"] < 1.0
 
 
-def test_exit_codes_are_distinct() -> None:
-    codes = {report_mod.exit_code_for(v) for v in report_mod.VERDICTS}
+def test_exit_codes_are_distinct_and_keep_pytests_meaning() -> None:
+    codes = {exitcodes.for_verdict(v) for v in report_mod.VERDICTS}
     assert codes == {0, 1, 7}
-    assert report_mod.EXIT_CERTIFY_REFUSED == pytest.ExitCode.USAGE_ERROR
-    assert report_mod.EXIT_UNKNOWN not in set(map(int, pytest.ExitCode)) | {6}
+    for code in pytest.ExitCode:
+        assert exitcodes.ExitCode(int(code)).name.split("_")[0] in code.name or int(code) in (
+            0, 1, 5), (code, exitcodes.ExitCode(int(code)))
+    assert exitcodes.ExitCode.UNKNOWN not in set(map(int, pytest.ExitCode)) | {6}
+    assert exitcodes.ExitCode.BACKEND_UNAVAILABLE not in set(map(int, pytest.ExitCode)) | {6}
+    assert set(exitcodes.MEANINGS) == set(exitcodes.ExitCode)
 
 
 # -- certification -----------------------------------------------------------------------
@@ -126,12 +136,18 @@ def test_certification_problems_are_per_required_clause() -> None:
 def test_a_scenario_that_does_not_apply_does_not_refuse_certification() -> None:
     doc = make_doc(certify=True)
     target = next(c for c in doc["clauses"] if c["id"] == MUST)
-    target["scenarios"].append(document.unreported_entry("test_other", "deselected"))
+    target["scenarios"].append(unreported("test_other", DESELECTED))
     target["scenarios"].append({**target["scenarios"][0], "nodeid": "t2", "outcome": "not-run"})
-    assert document.certification_problems(doc["clauses"]) == []
+    assert certify_mod.problems(doc["clauses"]) == []
     target["outcome"] = "not-run"
-    target["scenarios"] = [document.unreported_entry("t", document.DESELECTED)]
-    assert document.certification_problems(doc["clauses"]) == [f"MUST clause {MUST} deselected"]
+    target["scenarios"] = [unreported("t", DESELECTED)]
+    assert certify_mod.problems(doc["clauses"]) == [f"MUST clause {MUST} deselected"]
+
+
+def unreported(nodeid: str, why: str) -> dict[str, Any]:
+    """A scenario entry of a scenario that never reported, as a run's report has it."""
+    return document.scenario_entry(
+        ScenarioResult(nodeid, [MUST], "not-run", message=why, reported=False), MUST)
 
 
 # -- redaction ---------------------------------------------------------------------------
@@ -236,6 +252,67 @@ def test_html_page_is_self_contained_and_escaped() -> None:
         for clause in CATALOG:
             anchor = render_html.detail_id(column, clause.id)
             assert f'href="#{anchor}"' in page and f'id="{anchor}"' in page
+
+
+def test_html_autoescapes_what_a_report_says() -> None:
+    """A message, a clause sentence (an attribute too) and a title cannot inject markup."""
+    doc = make_doc({MUST: "fail"}, adapter="bad", message=HOSTILE)
+    entry = next(c for c in doc["clauses"] if c["id"] == MUST)
+    entry["text"] = '"><script>alert(2)</script>'
+    page = render_html.render_html([doc], title="<script>alert(3)</script>")
+    assert page.count("<script>") == 2, "only the page's own two inline scripts"
+    for n in (1, 2, 3):
+        assert f"<script>alert({n})" not in page
+        assert f"&lt;script&gt;alert({n})&lt;/script&gt;" in page
+    title = re.search(f'<code title="([^"]*)">{re.escape(MUST)}</code>', page)
+    assert title and html.unescape(title.group(1)) == entry["text"]
+    assert "<td>&lt;script&gt;alert(1)&lt;/script&gt; | `x` \n next line</td>" in page
+
+
+def test_an_unknown_outcome_renders_neutral(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An outcome with no colour (new to the kit, or from a newer kit) is shown, not an error.
+
+    ``newly-added`` stands for one added to OUTCOMES without a colour;
+    ``from-the-future`` for one that only a document holds.  Both get the
+    neutral style, a filter checkbox (a row without one would be hidden for
+    good) and a count column on the card; neither becomes a CSS class.
+    """
+    monkeypatch.setattr(render_html, "OUTCOMES", (*report_mod.OUTCOMES, "newly-added"))
+    doc = make_doc({MUST: "fail"})
+    entry = next(c for c in doc["clauses"] if c["id"] == MUST)
+    entry["outcome"] = entry["scenarios"][0]["outcome"] = "from-the-future"
+    doc["counts"] = report_data.level_counts(doc["clauses"])
+    page = render_html.render_html([doc])
+    neutral = render_html.NEUTRAL_CLASS
+    assert f".{neutral} {{ background: {render_html.NEUTRAL_COLOUR}; }}" in page
+    assert f'<td class="cell {neutral}"><a href="#{render_html.detail_id(0, MUST)}">' \
+           "from-the-future</a></td>" in page
+    assert f'<article class="detail {neutral}" id="{render_html.detail_id(0, MUST)}">' in page
+    assert f'<td class="{neutral}">from-the-future</td>' in page
+    for outcome in ("newly-added", "from-the-future"):
+        assert f'<label class="{neutral}"><input type="checkbox" name="outcome" ' \
+               f'value="{outcome}" checked> {outcome}</label>' in page
+        assert f"o-{outcome}" not in page
+    headings = re.search(r"<tr><th>level</th>(.*?)</tr>", page)
+    assert headings and headings.group(1).endswith(
+        "<th>not applicable</th><th>newly added</th><th>from the future</th>"
+        "<th>pass rate</th>")
+    assert 'data-outcomes="from-the-future"' in page
+    assert '<label class="o-pass"><input type="checkbox" name="outcome" value="pass" checked>' \
+           in page, "known outcomes keep their own colour"
+
+
+def test_html_filters_list_the_levels_the_documents_have() -> None:
+    """Levels come from the catalog's order, then any other a document holds."""
+    doc = make_doc()
+    entry = next(c for c in doc["clauses"] if c["id"] == SHOULD)
+    entry["level"] = "RECOMMENDED"
+    doc["counts"] = report_data.level_counts(doc["clauses"])
+    page = render_html.render_html([doc])
+    levels = re.findall(r'name="level" value="([^"]+)"', page)
+    assert levels == [*(lv for lv in LEVELS if lv in doc["counts"]), "RECOMMENDED"]
+    assert '<tr class="clause" data-level="RECOMMENDED" data-outcomes="pass">' \
+           '<td><code title="' in page
 
 
 def test_badge_svg_and_shields() -> None:

@@ -18,6 +18,9 @@ from __future__ import annotations
 #: The ``kind`` of a bench document, to tell it from a conformance report.
 KIND = "driver-conformance-bench"
 #: Version of the bench document format; readers accept the same major version.
-SCHEMA_VERSION = "1.0"
+#: 1.1 added, all optional for readers: per-round figures (``results[].rounds``),
+#: ``cpu_s``, the yardstick flag of drivers, and ratios of p50 and CPU per
+#: message with their p25-p75 spread in ``comparison``.
+SCHEMA_VERSION = "1.1"
 
 __all__ = ["KIND", "SCHEMA_VERSION"]

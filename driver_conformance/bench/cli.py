@@ -14,10 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from driver_conformance.exitcodes import ExitCode
+
 #: Bad arguments, unknown driver, unwritable output.
-EXIT_USAGE = 4
+EXIT_USAGE = ExitCode.USAGE_ERROR
 #: Some workload erred, lost, duplicated or misrouted messages.
-EXIT_PROBLEMS = 1
+EXIT_PROBLEMS = ExitCode.NON_COMPLIANT
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -30,15 +32,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Benchmark one or more drivers through the public oslo.messaging API: "
                     "RPC call latency, cast and fanout throughput, notifications with and "
                     "without pools; every message accounted for.  Several --driver options "
-                    "are compared, interleaved, with ratios to the first.")
+                    "are compared, interleaved, with ratios to the yardstick "
+                    "(--driver=ceiling, the thinnest driver the public API works with; "
+                    "not a real driver) or else to the first driver.")
     p.add_argument("--driver", metavar="NAME", action="append", default=[],
                    help="adapter to benchmark (repeatable; see `driver-conformance list`)")
     p.add_argument("--transport-url", metavar="URL", action="append", default=[],
                    help="transport URL: with one --driver, that driver's URL; otherwise "
                         "an extra subject tested by URL scheme (repeatable)")
     p.add_argument("--workload", metavar="NAME", action="append", default=[],
-                   help="run only this workload (repeatable): call, call-concurrent, cast, "
-                        "fanout, notify, notify-pools")
+                   help="run only this workload (repeatable): call, call-concurrent, "
+                        "call-monitor, cast, fanout, notify, notify-pools")
     p.add_argument("--duration", type=float, default=d.duration,
                    help=f"measured seconds per workload and driver (default {d.duration})")
     p.add_argument("--warmup", type=float, default=d.warmup,
@@ -62,6 +66,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="write the bench document (JSON) to OUT ('-' for standard output)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress line on stderr (it is shown only on a terminal anyway)")
+    p.add_argument("--profile", action="store_true",
+                   help="also print own CPU time by package over all threads (needs yappi; "
+                        "slows the run, so read the shares, not the figures)")
     p.add_argument("--check", action="store_true",
                    help=f"exit {EXIT_PROBLEMS} if any workload erred, lost or duplicated")
     p.set_defaults(func=cmd_bench)
@@ -98,7 +105,7 @@ def _subjects(args: argparse.Namespace) -> list[Any]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from driver_conformance.plugin import quiet_import_oslo_messaging
+    from driver_conformance.drivers import quiet_import_oslo_messaging
 
     quiet_import_oslo_messaging()
     from driver_conformance.bench.runner import (
@@ -129,14 +136,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(f"error: {mask_url(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    from driver_conformance.bench.profile import cpu_profile
+
     progress = ProgressLine(0, enabled=None if args.progress else False)
-    doc = run_bench(subjects, settings, rounds=args.rounds, only=args.workload or None,
-                    progress=progress)
+    with cpu_profile(args.profile) as profile_report:
+        doc = run_bench(subjects, settings, rounds=args.rounds, only=args.workload or None,
+                        progress=progress)
     text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
     if args.json_out == "-":
         sys.stdout.write(text)
     else:
         sys.stdout.write(render_table(doc))
+        for text in profile_report:
+            sys.stdout.write(text + "\n")
         if args.json_out:
             target = Path(args.json_out)
             target.parent.mkdir(parents=True, exist_ok=True)

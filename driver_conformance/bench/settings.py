@@ -25,6 +25,9 @@ class Settings:
     window: int = 100
     #: ``RPCClient`` timeout for calls.
     call_timeout: float = 5.0
+    #: ``call_monitor_timeout`` of the ``call-monitor`` workload: 2 s makes oslo's
+    #: watchdog heartbeat every second (below 2 it only logs a warning per call).
+    call_monitor_timeout: float = 2.0
     #: Bound on the wait for stragglers after sending stops.
     drain: float = 5.0
     #: After everything expected arrived, how long to keep listening for copies.

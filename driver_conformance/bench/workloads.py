@@ -59,6 +59,10 @@ class Measurement:
     #: Seconds of the measured window (first send to last send for calls,
     #: first send to last expected delivery otherwise).
     elapsed: float = 0.0
+    #: CPU seconds this process spent over the measured window, every thread:
+    #: for an in-process driver, all the work, and unlike ``elapsed`` hardly
+    #: moved by other jobs on the machine.
+    cpu: float = 0.0
     #: Completed items in that window: correct call replies, or unique deliveries.
     completed: int = 0
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -73,6 +77,7 @@ class Measurement:
         self.latencies += other.latencies
         self.accounting.add(other.accounting)
         self.elapsed += other.elapsed
+        self.cpu += other.cpu
         self.completed += other.completed
         self.params = self.params or other.params
 
@@ -265,6 +270,7 @@ def _stream(bench: Workbench, recorder: Recorder, send: Callable[[str, int, floa
         bound, "warm-up sends")
     recorder.wait_until(lambda: recorder.unique[WARMUP] >= (w_sent - w_failed) * per_message,
                         time.perf_counter() + s.drain)
+    cpu_start = time.process_time()
     sent, failed, start, _ = _threaded(
         lambda: _pump(send, recorder, MEASURED, per_message, s, s.duration, progress, label),
         bound, "measured sends")
@@ -272,6 +278,7 @@ def _stream(bench: Workbench, recorder: Recorder, send: Callable[[str, int, floa
     progress(f"{label} waiting for stragglers")
     complete = recorder.wait_until(lambda: recorder.unique[MEASURED] >= expected,
                                    time.perf_counter() + s.drain)
+    m.cpu = time.process_time() - cpu_start
     if complete:
         recorder.quiet_for(s.settle)
     with recorder.cond:
@@ -290,17 +297,26 @@ def _stream(bench: Workbench, recorder: Recorder, send: Callable[[str, int, floa
 
 
 def call_workload(bench: Workbench, m: Measurement, progress: Progress, label: str,
-                  concurrency: int) -> None:
-    """``RPCClient.call`` round trips from ``concurrency`` threads to one server."""
+                  concurrency: int, call_monitor_timeout: float | None = None) -> None:
+    """``RPCClient.call`` round trips from ``concurrency`` threads to one server.
+
+    With ``call_monitor_timeout`` the client asks for call-monitor heartbeats:
+    oslo's RPC dispatcher then starts (and joins) a watchdog thread for every
+    call, whatever the driver, a cost a service pays per call and the bench
+    shows beside the plain call.
+    """
     s = bench.settings
     m.params = {"concurrency": concurrency, "servers": 1}
+    if call_monitor_timeout:
+        m.params["call_monitor_timeout"] = call_monitor_timeout
     recorder = Recorder()
     server = oslo_messaging.get_rpc_server(
         bench.rpc_transport(), oslo_messaging.Target(topic=bench.topic, server="bench-0"),
         [RpcEndpoint(recorder, "server")], executor="threading")
     bench.start(server, "RPCServer.start()")
     client = oslo_messaging.get_rpc_client(
-        bench.rpc_transport(), oslo_messaging.Target(topic=bench.topic), timeout=s.call_timeout)
+        bench.rpc_transport(), oslo_messaging.Target(topic=bench.topic), timeout=s.call_timeout,
+        call_monitor_timeout=call_monitor_timeout)
     lock = threading.Lock()
     seq = itertools.count()
     tally = {"sent": 0, "failed": 0, "wrong": 0, "ok": 0}
@@ -354,7 +370,9 @@ def call_workload(bench: Workbench, m: Measurement, progress: Progress, label: s
 
     phase_run(WARMUP, s.warmup)
     # the measured window ends with the last call's reply (callers are joined)
+    cpu_start = time.process_time()
     elapsed = phase_run(MEASURED, s.duration)
+    m.cpu = time.process_time() - cpu_start
     recorder.wait_until(lambda: recorder.unique[MEASURED] >= tally["sent"],
                         time.perf_counter() + min(s.drain, 1.0))
     recorder.quiet_for(s.settle)
@@ -422,7 +440,8 @@ class Workload:
 
     name: str
     description: str
-    needs: str
+    #: Capabilities (:class:`~driver_conformance.adapter.Capabilities` fields) it needs.
+    needs: tuple[str, ...]
     kind: str  # "call" (latency is a round trip) or "stream" (send to endpoint)
     fn: Callable[[Workbench, Measurement, Progress, str], None]
 
@@ -430,20 +449,25 @@ class Workload:
 def workloads(settings: Settings) -> list[Workload]:
     """Every workload, in the order they run."""
     n = settings.concurrency
+    cmt = settings.call_monitor_timeout
     return [
-        Workload("call", "RPC call round trip, 1 caller", "rpc", "call",
+        Workload("call", "RPC call round trip, 1 caller", ("rpc",), "call",
                  lambda b, m, p, lb: call_workload(b, m, p, lb, 1)),
-        Workload("call-concurrent", f"RPC call round trip, {n} concurrent callers", "rpc",
+        Workload("call-concurrent", f"RPC call round trip, {n} concurrent callers", ("rpc",),
                  "call", lambda b, m, p, lb: call_workload(b, m, p, lb, n)),
+        Workload("call-monitor", f"RPC call round trip, 1 caller, call_monitor_timeout={cmt:g}"
+                 " (a watchdog thread per call)", ("rpc",), "call",
+                 lambda b, m, p, lb: call_workload(b, m, p, lb, 1, cmt)),
         Workload("cast", f"RPC cast to a topic shared by {settings.subscribers} servers",
-                 "rpc", "stream", lambda b, m, p, lb: cast_workload(b, m, p, lb, False)),
-        Workload("fanout", f"RPC fanout cast to {settings.subscribers} servers", "rpc",
+                 ("rpc",), "stream", lambda b, m, p, lb: cast_workload(b, m, p, lb, False)),
+        Workload("fanout", f"RPC fanout cast to {settings.subscribers} servers", ("rpc",),
                  "stream", lambda b, m, p, lb: cast_workload(b, m, p, lb, True)),
         Workload("notify", f"notifications, {settings.subscribers} pool-less listeners",
-                 "notifications", "stream",
+                 ("notifications",), "stream",
                  lambda b, m, p, lb: notify_workload(b, m, p, lb, False)),
         Workload("notify-pools", f"notifications, {settings.subscribers} pools",
-                 "pools", "stream", lambda b, m, p, lb: notify_workload(b, m, p, lb, True)),
+                 ("notifications", "pools"), "stream",
+                 lambda b, m, p, lb: notify_workload(b, m, p, lb, True)),
     ]
 
 
@@ -452,8 +476,7 @@ def run_workload(run: ConformanceRun, workload: Workload, settings: Settings,
     """Run one workload on one driver; never raises, never hangs beyond its bounds."""
     m = Measurement(workload.name)
     caps = run.capabilities
-    needed = [workload.needs] + (["notifications"] if workload.needs == "pools" else [])
-    missing = [feature for feature in needed if not getattr(caps, feature)]
+    missing = [feature for feature in workload.needs if not getattr(caps, feature)]
     if missing:
         m.status = "unsupported"
         m.errors.append(f"the adapter declares no support for {', '.join(missing)}")

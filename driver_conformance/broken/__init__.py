@@ -1,9 +1,14 @@
 """Negative controls: the reference driver broken one clause at a time.
 
 Each :class:`~driver_conformance.broken.variants.Variant` wraps the
-reference driver and breaks one catalog clause; each is offered to the kit
-as an adapter named ``broken-<variant>`` (see :class:`BrokenAdapter`).  They
-are *not* registered by default: a ``conftest.py`` that does::
+reference driver and breaks one catalog clause.  A variant lives in the
+module of its clause's area, beside the scenarios that must catch it
+(``scenarios/retry.py`` and ``broken/retry.py``); :mod:`.variants` collects
+them in catalog-area order and :mod:`.wrappers` is the machinery they share.
+
+Each variant is offered to the kit as an adapter named ``broken-<variant>``
+(see :class:`BrokenAdapter`).  They are *not* registered by default: a
+``conftest.py`` that does::
 
     from driver_conformance.broken import conformance_adapters  # noqa: F401
 
@@ -14,7 +19,7 @@ prints which clauses each made fail (see :mod:`driver_conformance.detect`).
 
 from __future__ import annotations
 
-from driver_conformance.plugin import quiet_import_oslo_messaging
+from driver_conformance.drivers import quiet_import_oslo_messaging
 
 # The variants import oslo.messaging; do it once here without its import-time
 # deprecation noise, which would otherwise open every test run and command output.

@@ -41,6 +41,27 @@ ExcInfo = Any
 
 _numbers = itertools.count(1)
 
+#: Longest a :class:`WrappedPollAdapter` waits for its polling thread to end, in
+#: ``stop()`` and in ``cleanup()``, in seconds.  A wrapped driver is not told the
+#: run's ``--time-scale``, so this is a constant: well above the kit's own bound on
+#: any driver call (``Timing.call_bound``, 10 s times the scale; the bench's is
+#: 15 s) and well below pytest-timeout's 300 s.  A polling thread that never ends
+#: (``poll-stop-not-unblocking`` on a started listener, or a regression in the
+#: reference) is then reported by the kit as a hung ``stop()`` naming its
+#: scenario; once this bound has passed too, the wrapper logs, leaves the
+#: daemon thread behind and lets teardown go on, instead of blocking forever.
+THREAD_JOIN_BOUND = 60.0
+
+
+def _join_poll_thread(thread: threading.Thread, when: str) -> None:
+    """Wait at most :data:`THREAD_JOIN_BOUND` for ``thread``; log if it is still running."""
+    if not thread.is_alive() or thread is threading.current_thread():
+        return
+    thread.join(THREAD_JOIN_BOUND)
+    if thread.is_alive():
+        LOG.warning("broken: polling thread %s still running %.0fs into %s; left behind",
+                    thread.name, THREAD_JOIN_BOUND, when)
+
 
 class ListenInfo:
     """What a listener was asked to listen to, as the wrapping driver saw it."""
@@ -229,7 +250,8 @@ class WrappedPollAdapter(base.PollStyleListenerAdapter):
 
     It replaces the wrapped driver's own adapter, which is never started but
     is cleaned up with this one.  Its thread is named ``broken-poller-*``;
-    ``stop`` and ``cleanup`` may be called in any order and more than once.
+    ``stop`` and ``cleanup`` may be called in any order and more than once,
+    and each waits for that thread at most :data:`THREAD_JOIN_BOUND`.
     Batches go through :meth:`WrappedDriver.on_deliver` like those of a
     callback-style listener.
     """
@@ -272,9 +294,7 @@ class WrappedPollAdapter(base.PollStyleListenerAdapter):
     def really_stop(self) -> None:
         self._started = False
         self._poll_style_listener.stop()
-        thread = self._listen_thread
-        if thread.is_alive() and thread is not threading.current_thread():
-            thread.join()
+        _join_poll_thread(self._listen_thread, "stop()")
         base.Listener.stop(self)
 
     def cleanup(self) -> None:
@@ -288,9 +308,7 @@ class WrappedPollAdapter(base.PollStyleListenerAdapter):
         self.cleaned = True
         self._started = False
         self._poll_style_listener.cleanup()
-        thread = self._listen_thread
-        if thread.is_alive() and thread is not threading.current_thread():
-            thread.join()
+        _join_poll_thread(self._listen_thread, "cleanup()")
         try:
             self.inner_adapter.cleanup()
         except Exception:
@@ -312,7 +330,7 @@ class WrappedDriver(base.BaseDriver):
     (:meth:`inner_exmods`).
     """
 
-    #: Set by :func:`driver_conformance.broken.variants.variant`.
+    #: Set by :func:`driver_conformance.broken._registry.variant`.
     variant_name: ClassVar[str] = ""
 
     def __init__(self, inner: base.BaseDriver) -> None:

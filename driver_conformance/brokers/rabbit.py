@@ -27,7 +27,8 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 #: The AMQP 0-9-1 protocol header a client opens with.
@@ -210,3 +211,104 @@ def delete_by_name(host: str, port: int, *, userid: str, password: str, vhost: s
         with contextlib.suppress(Exception):
             conn.close()
     return problems
+
+
+class ReplyQueueTracker:
+    """Records the ``reply_<uuid>`` queue names the run's drivers choose.
+
+    Reply queues carry no run prefix, so cleanup can only find the run's own
+    by remembering them.  The rabbit driver picks the name in
+    ``_get_reply_queue_name()``; wrapping that method on each instance the
+    run builds observes the name without changing it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.names: set[str] = set()
+
+    def watch(self, driver: Any) -> Any:
+        original: Callable[[], str] | None = getattr(driver, "_get_reply_queue_name", None)
+        if original is None:
+            return driver
+
+        def named() -> str:
+            name = original()
+            with self._lock:
+                self.names.add(name)
+            return name
+
+        driver._get_reply_queue_name = named
+        return driver
+
+    def snapshot(self) -> set[str]:
+        with self._lock:
+            return set(self.names)
+
+
+#: Every cleanup this process ran, newest last (the kit's own tests inspect them).
+CLEANUPS: list[CleanupResult] = []
+
+
+class RabbitJanitor:
+    """Deletes what a run declared on a RabbitMQ broker (see :mod:`.janitor`).
+
+    It lists the broker's queues and exchanges with ``rabbitmqctl`` when the
+    broker is on this machine, and deletes those under the run's prefix plus
+    the reply queues the run's drivers named; where it cannot list, it
+    deletes the names the run knows (the default exchange, the reply queues)
+    and says so.
+    """
+
+    cleans = True
+
+    def __init__(self, url: str, prefix: str) -> None:
+        from oslo_config import cfg
+
+        from driver_conformance.urls import parse_url
+
+        transport_url = parse_url(cfg.ConfigOpts(), url)
+        host = transport_url.hosts[0]
+        self.broker = {
+            "host": host.hostname or "127.0.0.1", "port": host.port or 5672,
+            "userid": host.username or "guest", "password": host.password or "guest",
+            "vhost": transport_url.virtual_host or "/",
+        }
+        self.prefix = prefix
+        self.replies = ReplyQueueTracker()
+        self.description = (f"queues and exchanges named {prefix}-*, and the run's reply "
+                            f"queues, deleted from {self.broker['host']}:"
+                            f"{self.broker['port']} when the run ends")
+        self.result: CleanupResult | None = None
+
+    def watch(self, driver: Any) -> Any:
+        return self.replies.watch(driver)
+
+    def clean(self) -> str:
+        """Delete what the run declared; never raises (it runs at the end of every run)."""
+        broker, prefix = self.broker, self.prefix
+        result = CleanupResult(prefix=prefix)
+        replies = self.replies.snapshot()
+        queues: list[str] = sorted(replies)
+        exchanges: list[str] = [f"{prefix}-default"]
+        try:
+            ctl = RabbitCtl.for_host(broker["host"], broker["vhost"])
+            listed_q, listed_x, _ = ctl.snapshot()
+            result.listed = True
+            queues = sorted(n for n in listed_q if is_run_name(n, prefix, replies))
+            exchanges = sorted(n for n in listed_x if is_run_name(n, prefix))
+        except RabbitCtlUnavailable as exc:
+            result.problems.append(f"not listed: {exc}")
+        except Exception as exc:  # an unreadable listing must not fail the run's end
+            result.problems.append(f"not listed: {type(exc).__name__}: {exc}")
+        try:
+            result.problems += delete_by_name(
+                broker["host"], broker["port"], userid=broker["userid"],
+                password=broker["password"], vhost=broker["vhost"],
+                queues=queues, exchanges=exchanges)
+        except Exception as exc:
+            result.problems.append(f"delete: {type(exc).__name__}: {exc}")
+        result.queues, result.exchanges = queues, exchanges
+        result.reply_queues = sorted(replies)
+        self.result = result
+        CLEANUPS.append(result)
+        return result.summary()

@@ -10,7 +10,7 @@ them.
 from __future__ import annotations
 
 import driver_conformance
-from driver_conformance.adapter import CALLBACK, POLL, Adapter, Capabilities
+from driver_conformance.adapter import Adapter, Capabilities
 
 
 class FakeAdapter(Adapter):
@@ -24,8 +24,6 @@ class FakeAdapter(Adapter):
             notifications=True,
             pools=True,
             requeue=True,
-            call_monitor=False,
-            listener_styles=frozenset({CALLBACK, POLL}),
         )
 
 

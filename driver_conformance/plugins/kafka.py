@@ -58,15 +58,14 @@ from typing import Any
 from oslo_config import cfg
 
 import driver_conformance
-from driver_conformance import faults
 from driver_conformance.adapter import (
     CALLBACK,
-    POLL,
     Adapter,
     Backend,
     BackendUnavailable,
     Capabilities,
 )
+from driver_conformance.brokers.janitor import Janitor, NothingToClean
 from driver_conformance.drivers import load_driver
 from driver_conformance.urls import mask_url, network_hosts
 
@@ -195,12 +194,14 @@ class KafkaAdapter(Adapter):
 
     def __init__(self) -> None:
         self.client: _TunedClient | None = None
-        # Faults need the proxy, which only a private broker has; known once
-        # backend() has seen the URL.
-        self._faults_possible = True
 
     def private(self, url: str) -> bool:
         return [h for h, _ in network_hosts(url)] == [PRIVATE_HOST]
+
+    def janitor(self, url: str, prefix: str) -> Janitor:
+        if self.private(url):
+            return NothingToClean("a private broker, in memory, stopped with the run")
+        return super().janitor(url, prefix)
 
     def get_capabilities(self, url: str) -> Capabilities:
         return Capabilities(
@@ -208,10 +209,6 @@ class KafkaAdapter(Adapter):
             notifications=True,
             pools=True,
             requeue=False,
-            call_monitor=False,
-            listener_styles=frozenset({CALLBACK, POLL}),
-            faults=(frozenset({faults.OUTAGE, faults.CUT, faults.FREEZE, faults.DELAY})
-                    if self._faults_possible else frozenset()),
         )
 
     @contextlib.contextmanager
@@ -223,7 +220,6 @@ class KafkaAdapter(Adapter):
         quiet_background_logs()
         tuned = os.environ.get(CLIENT_ENV, "").strip().lower() != "defaults"
         if not self.private(url):
-            self._faults_possible = False
             hosts = [f"{h}:{p or self.default_port}" for h, p in network_hosts(url)]
             reason = _kafka_unreachable_reason(",".join(hosts))
             if reason:
@@ -233,28 +229,29 @@ class KafkaAdapter(Adapter):
             return
 
         from driver_conformance.brokers.tansu import TansuBroker, TansuUnavailable, free_port
-        from driver_conformance.proxy import ProxyFaults, proxies_for
+        from driver_conformance.proxy import proxied
 
-        self._faults_possible = True
         broker_port = free_port()
-        with proxies_for([("127.0.0.1", broker_port)], name=f"kafka-proxy-{prefix}") as (proxy,):
+        # The proxy starts first: Tansu must advertise the proxy's address.
+        with proxied(f"kafka://127.0.0.1:{broker_port}/", self.default_port,
+                     name=f"kafka-proxy-{prefix}") as proxy:
+            (proxy_port,) = proxy.ports
             try:
-                broker = TansuBroker(port=broker_port, advertised_port=proxy.port).start()
+                broker = TansuBroker(port=broker_port, advertised_port=proxy_port).start()
             except TansuUnavailable as exc:
                 raise BackendUnavailable(f"cannot start the Tansu broker: {exc}") from None
             try:
-                proxied = f"kafka://127.0.0.1:{proxy.port}/"
                 facts = {
                     "broker": f"{broker.version()} (private, memory storage, pid {broker.pid})",
-                    "fault proxy": f"127.0.0.1:{proxy.port} -> 127.0.0.1:{broker_port}",
+                    **proxy.facts,
                     "kafka client": ("consumers tuned by the adapter: " + ", ".join(
                         f"{k}={v}" for k, v in CONSUMER_TUNING.items())
                         + "; topics created before subscribing") if tuned
                     else "the driver's own client settings (no tuning, no provisioning)",
                 }
-                backend = Backend(url=proxied, faults=ProxyFaults([proxy]), facts=facts)
+                backend = Backend(url=proxy.url, faults=proxy.faults, facts=facts)
                 if tuned:
-                    self.client = _TunedClient(confluent_kafka, f"127.0.0.1:{proxy.port}")
+                    self.client = _TunedClient(confluent_kafka, f"127.0.0.1:{proxy_port}")
                     with self.client.install():
                         yield backend
                 else:

@@ -23,11 +23,11 @@ from typing import Any
 from oslo_config import cfg
 
 import driver_conformance
-from driver_conformance.adapter import CALLBACK, POLL, Adapter, Backend, Capabilities
+from driver_conformance.adapter import CALLBACK, Adapter, Backend, Capabilities
+from driver_conformance.brokers.rabbit import ReplyQueueTracker
 from driver_conformance.drivers import load_driver
 from driver_conformance.plugins.rabbit import (
     RABBIT_OVERRIDES,
-    ReplyQueueTracker,
     quiet_background_logs,
 )
 
@@ -65,7 +65,7 @@ class KombuMemoryAdapter(Adapter):
         self.last_cleanup: int | None = None
 
     def get_capabilities(self, url: str) -> Capabilities:
-        return Capabilities(listener_styles=frozenset({CALLBACK, POLL}))
+        return Capabilities()
 
     def option_overrides(self) -> Mapping[str, Mapping[str, Any]]:
         # The same driver options as the rabbit lane, so the two lanes differ

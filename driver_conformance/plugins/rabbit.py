@@ -8,16 +8,17 @@ to itself:
   host named (password masked), not as a driver reconnecting forever in the
   first scenario.
 * **Faults** are injected by a loopback TCP proxy per broker host
-  (:mod:`driver_conformance.proxy`): the drivers under test are given the
-  proxy's address, so cutting, refusing, freezing or delaying traffic only
-  ever touches the kit's own connections.
+  (:func:`driver_conformance.proxy.proxied`): the drivers under test are
+  given the proxy's address, so cutting, refusing, freezing or delaying
+  traffic only ever touches the kit's own connections.  The proxies read
+  the connections as AMQP 0-9-1 frames, which lets them lose a publisher
+  confirmation (a publish reaches the broker, its ``basic.ack`` never
+  reaches the driver) and count publish attempts.
 * **Cleanup**: when the run ends the proxies stop (which closes every
-  connection the run's drivers made), then every queue and exchange whose
-  name starts with the run's prefix, and every ``reply_<uuid>`` queue the
-  run's drivers declared (recorded as they name them), is deleted by name.
-  Listing uses ``rabbitmqctl`` when the broker is on this machine and the
-  kit runs as root; otherwise only the names the run knows are deleted, and
-  the run's facts say so.
+  connection the run's drivers made), then the run's janitor for ``rabbit://``
+  URLs (:class:`driver_conformance.brokers.rabbit.RabbitJanitor`, the same
+  for any adapter) deletes every queue and exchange named under the run's
+  prefix and every ``reply_<uuid>`` queue the run's drivers declared.
 
 The option overrides make failures visible within the kit's time bounds:
 reconnect attempts every second instead of with a growing back-off, AMQP
@@ -31,30 +32,28 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from oslo_config import cfg
 
 import driver_conformance
-from driver_conformance import faults
 from driver_conformance.adapter import (
     CALLBACK,
-    POLL,
     Adapter,
     Backend,
     BackendUnavailable,
     Capabilities,
 )
+from driver_conformance.configuration import Override
 from driver_conformance.drivers import load_driver
-from driver_conformance.urls import mask_url, network_hosts, parse_url
+from driver_conformance.urls import mask_url, parse_url
+
+# Moved to driver_conformance.urls; still importable from here for existing callers.
+from driver_conformance.urls import rewrite_hosts as rewrite_hosts
 
 LOG = logging.getLogger(__name__)
-
-#: Every cleanup this process ran, newest last (the kit's own tests inspect them).
-CLEANUPS: list[Any] = []
 
 #: Options of the ``oslo_messaging_rabbit`` group that make the driver fast under test.
 RABBIT_OVERRIDES: dict[str, Any] = {
@@ -75,28 +74,22 @@ RABBIT_OVERRIDES: dict[str, Any] = {
     "rabbit_transient_queues_ttl": 60,
 }
 
-
-def _split_netloc(netloc: str) -> list[tuple[str, str]]:
-    """``[(userinfo, hostport), ...]`` for each host of a (multi-host) netloc."""
-    parts = []
-    for part in netloc.split(","):
-        userinfo, _, hostport = part.rpartition("@")
-        parts.append((userinfo, hostport))
-    return parts
-
-
-def rewrite_hosts(url: str, addresses: list[tuple[str, int]]) -> str:
-    """``url`` with its i-th host replaced by ``addresses[i]``, credentials kept."""
-    parts = urllib.parse.urlsplit(url)
-    hosts = _split_netloc(parts.netloc)
-    if len(hosts) != len(addresses):
-        raise ValueError(f"{len(hosts)} hosts in {mask_url(url)} but {len(addresses)} "
-                         "addresses to put in")
-    netloc = ",".join(
-        (f"{userinfo}@" if userinfo else "") + f"{host}:{port}"
-        for (userinfo, _), (host, port) in zip(hosts, addresses, strict=True))
-    query = f"?{parts.query}" if parts.query else ""
-    return f"{parts.scheme}://{netloc}{parts.path}{query}"
+#: Why each override is there (shown when it replaces a value of the user's files).
+_RECONNECT = "reconnect every second, without back-off, while the broker is unreachable"
+RABBIT_OVERRIDE_REASONS: dict[str, str] = {
+    "kombu_reconnect_delay": "reconnect at once after a consumer cancel",
+    "rabbit_retry_interval": _RECONNECT,
+    "rabbit_retry_backoff": _RECONNECT,
+    "rabbit_interval_max": _RECONNECT,
+    "heartbeat_timeout_threshold": "a frozen link is noticed in about 4 s, within the kit's "
+                                   "bounds, not after minutes",
+    "heartbeat_rate": "a frozen link is noticed in about 4 s, within the kit's bounds",
+    "kombu_missing_consumer_retry_timeout": "a reply to a vanished caller gives up within the "
+                                            "kit's bounds (the default is 60 s)",
+    "rabbit_transient_queues_ttl": "a backstop: queues left by a killed run expire",
+}
+#: Overrides that change what the contract sees: a user's own value is kept.
+RABBIT_BEHAVIOUR = frozenset({"rabbit_transient_queues_ttl"})
 
 
 def quiet_background_logs() -> None:
@@ -115,38 +108,6 @@ def quiet_background_logs() -> None:
             logger.addHandler(logging.NullHandler())
 
 
-class ReplyQueueTracker:
-    """Records the ``reply_<uuid>`` queue names the run's drivers choose.
-
-    Reply queues carry no run prefix, so cleanup can only find the run's own
-    by remembering them.  The driver picks the name in
-    ``_get_reply_queue_name()``; wrapping that method on each instance the
-    adapter builds observes the name without changing it.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.names: set[str] = set()
-
-    def watch(self, driver: Any) -> Any:
-        original: Callable[[], str] | None = getattr(driver, "_get_reply_queue_name", None)
-        if original is None:
-            return driver
-
-        def named() -> str:
-            name = original()
-            with self._lock:
-                self.names.add(name)
-            return name
-
-        driver._get_reply_queue_name = named
-        return driver
-
-    def snapshot(self) -> set[str]:
-        with self._lock:
-            return set(self.names)
-
-
 class RabbitAdapter(Adapter):
     name = "rabbit"
     description = ("oslo.messaging's rabbit driver on a real RabbitMQ, "
@@ -154,19 +115,13 @@ class RabbitAdapter(Adapter):
     default_url = "rabbit://guest:guest@127.0.0.1:5672/"
     default_port = 5672
 
-    def __init__(self) -> None:
-        self.replies = ReplyQueueTracker()
-        #: What the last backend teardown deleted (read by the kit's own tests).
-        self.last_cleanup: Any = None
-
     def get_capabilities(self, url: str) -> Capabilities:
-        return Capabilities(
-            listener_styles=frozenset({CALLBACK, POLL}),
-            faults=frozenset({faults.OUTAGE, faults.CUT, faults.FREEZE, faults.DELAY}),
-        )
+        return Capabilities()
 
     def option_overrides(self) -> Mapping[str, Mapping[str, Any]]:
-        return {"oslo_messaging_rabbit": dict(RABBIT_OVERRIDES)}
+        return {"oslo_messaging_rabbit": {
+            name: Override(value, RABBIT_OVERRIDE_REASONS[name], name in RABBIT_BEHAVIOUR)
+            for name, value in RABBIT_OVERRIDES.items()}}
 
     # -- backend -----------------------------------------------------------------------
     def _login(self, url: str) -> dict[str, Any]:
@@ -209,65 +164,20 @@ class RabbitAdapter(Adapter):
 
     @contextlib.contextmanager
     def backend(self, url: str, prefix: str) -> Iterator[Backend]:
-        from driver_conformance.proxy import ProxyFaults, proxies_for
+        from driver_conformance.proxy import proxied
 
         broker = self._login(url)
         quiet_background_logs()
-        hosts = [(h, p or self.default_port) for h, p in network_hosts(url)]
-        self.replies = ReplyQueueTracker()
-        try:
-            with proxies_for(hosts, name=f"rabbit-proxy-{prefix}") as proxies:
-                proxied = rewrite_hosts(url, [p.address for p in proxies])
-                facts = {
-                    "broker": broker["broker"],
-                    "fault proxy": ", ".join(f"127.0.0.1:{p.port} -> {h}:{port}"
-                                             for p, (h, port) in zip(proxies, hosts,
-                                                                     strict=True)),
-                }
-                yield Backend(url=proxied, faults=ProxyFaults(proxies), facts=facts)
-        finally:
-            self.last_cleanup = self.cleanup(broker, prefix)
-
-    def cleanup(self, broker: dict[str, Any], prefix: str) -> Any:
-        """Delete what the run declared; never raises (it runs at the end of every run)."""
-        from driver_conformance.brokers.rabbit import (
-            CleanupResult,
-            RabbitCtl,
-            RabbitCtlUnavailable,
-            delete_by_name,
-            is_run_name,
-        )
-
-        result = CleanupResult()
-        replies = self.replies.snapshot()
-        queues: list[str] = sorted(replies)
-        exchanges: list[str] = [f"{prefix}-default"]
-        try:
-            ctl = RabbitCtl.for_host(broker["host"], broker["vhost"])
-            listed_q, listed_x, _ = ctl.snapshot()
-            result.listed = True
-            queues = sorted(n for n in listed_q if is_run_name(n, prefix, replies))
-            exchanges = sorted(n for n in listed_x if is_run_name(n, prefix))
-        except RabbitCtlUnavailable as exc:
-            result.problems.append(f"not listed: {exc}")
-        except Exception as exc:  # an unreadable listing must not fail the run's end
-            result.problems.append(f"not listed: {type(exc).__name__}: {exc}")
-        result.problems += delete_by_name(
-            broker["host"], broker["port"], userid=broker["userid"],
-            password=broker["password"], vhost=broker["vhost"],
-            queues=queues, exchanges=exchanges)
-        result.queues, result.exchanges = queues, exchanges
-        result.prefix, result.reply_queues = prefix, sorted(replies)
-        CLEANUPS.append(result)
-        LOG.info("driver-conformance rabbit cleanup of %s: %s", prefix, result.summary())
-        return result
+        with proxied(url, self.default_port, name=f"rabbit-proxy-{prefix}",
+                     protocol="amqp") as proxy:
+            yield Backend(url=proxy.url, faults=proxy.faults,
+                          facts={"broker": broker["broker"], **proxy.facts})
 
     # -- drivers -------------------------------------------------------------------------
     def make_driver(self, conf: cfg.ConfigOpts, url: str, *, default_exchange: str,
                     allowed_remote_exmods: list[str], listener_style: str = CALLBACK) -> Any:
-        driver = load_driver(conf, url, default_exchange=default_exchange,
-                             allowed_remote_exmods=allowed_remote_exmods)
-        return self.replies.watch(driver)
+        return load_driver(conf, url, default_exchange=default_exchange,
+                           allowed_remote_exmods=allowed_remote_exmods)
 
 
 def _text(value: Any) -> str:
@@ -276,6 +186,42 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def doubled_hosts(url: str) -> str:
+    """``url`` with its one host named twice (``rabbit://u:p@h:5672,u:p@h:5672/``)."""
+    parts = urllib.parse.urlsplit(url)
+    if "," in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.netloc},{parts.netloc}"))
+
+
+class RabbitMultiHostAdapter(RabbitAdapter):
+    """The rabbit driver with a two-host URL: two proxies in front of the one broker.
+
+    The driver is given ``rabbit://h1,h2/`` where h1 and h2 are two kit
+    proxies to the same RabbitMQ, so one host can be lost (its proxy refuses
+    and resets: :data:`~driver_conformance.proxy.injector.HOST_OUTAGE`)
+    while the broker stays up behind the other, and the driver has to fail
+    over.  Every other fault applies to both proxies, as in the ``rabbit``
+    lane.  A URL that already names several hosts keeps them, one proxy each.
+    """
+
+    name = "rabbit-multihost"
+    description = ("oslo.messaging's rabbit driver with a two-host URL: two loopback proxies "
+                   "in front of one RabbitMQ, one of which can be lost")
+
+    @contextlib.contextmanager
+    def backend(self, url: str, prefix: str) -> Iterator[Backend]:
+        from driver_conformance.proxy import proxied
+        from driver_conformance.proxy.injector import HostFaults
+
+        broker = self._login(url)
+        quiet_background_logs()
+        with proxied(doubled_hosts(url), self.default_port,
+                     name=f"rabbit-multihost-proxy-{prefix}", protocol="amqp") as proxy:
+            yield Backend(url=proxy.url, faults=HostFaults(proxy.faults.proxies),
+                          facts={"broker": broker["broker"], **proxy.facts})
+
+
 @driver_conformance.hookimpl
 def conformance_adapters() -> list[Adapter]:
-    return [RabbitAdapter()]
+    return [RabbitAdapter(), RabbitMultiHostAdapter()]

@@ -16,7 +16,6 @@ from typing import Any
 from oslo_config import cfg
 
 import driver_conformance
-from driver_conformance import faults
 from driver_conformance.adapter import CALLBACK, POLL, Adapter, Backend, Capabilities
 from driver_conformance.drivers import load_driver
 
@@ -52,10 +51,7 @@ class ReferenceAdapter(Adapter):
     quiet_window = 0.25
 
     def get_capabilities(self, url: str) -> Capabilities:
-        return Capabilities(
-            listener_styles=frozenset({CALLBACK, POLL}),
-            faults=frozenset({faults.OUTAGE, faults.CUT, faults.LOST_CONFIRM}),
-        )
+        return Capabilities()
 
     @contextlib.contextmanager
     def backend(self, url: str, prefix: str) -> Iterator[Backend]:

@@ -29,6 +29,19 @@ the URL selects poll-style listeners.  To break things on purpose::
     faults.cut_connections()                    # drivers must fail over
     faults.lose_confirmations(2)                # retried, never duplicated
 
+To look at what went on the wire (the notification envelope, say)::
+
+    broker = get_broker(url)
+    for record in broker.wire_records(topic="notifications.info"):
+        record.body                             # the stored JSON text, as stored
+
+The raw view keeps notifications only, bounded in bytes
+(``broker.wire_log_bytes``, 1 MiB by default), so a long-running test suite
+does not grow with it.
+
+Where the reference implements a clause of the catalog
+(``driver_conformance/catalog.toml``) the code says so: ``# clause: <id>``.
+
 Modules: :mod:`.broker` (queues, routing, consumers, faults),
 :mod:`.vhosts` (one broker per virtual host), :mod:`.link` (a driver's
 connection and retry policy), :mod:`.driver`, :mod:`.replies`,
@@ -36,7 +49,17 @@ connection and retry policy), :mod:`.driver`, :mod:`.replies`,
 :mod:`.listeners`, :mod:`.faults`.
 """
 
-from driver_conformance.reference.broker import Broker, BrokerStats, Connection, Message
+from driver_conformance.reference.broker import (
+    Address,
+    Broker,
+    BrokerStats,
+    Connection,
+    Message,
+    MessageKind,
+    QueueKey,
+    QueueKind,
+    WireRecord,
+)
 from driver_conformance.reference.driver import ReferenceDriver
 from driver_conformance.reference.faults import ReferenceFaults
 from driver_conformance.reference.listeners import (
@@ -48,15 +71,20 @@ from driver_conformance.reference.vhosts import DEFAULT_VHOST, drop_broker, get_
 
 __all__ = [
     "DEFAULT_VHOST",
+    "Address",
     "Broker",
     "BrokerStats",
     "Connection",
     "Message",
+    "MessageKind",
     "PollAdapter",
+    "QueueKey",
+    "QueueKind",
     "ReferenceDriver",
     "ReferenceFaults",
     "ReferenceListener",
     "ReferencePollListener",
+    "WireRecord",
     "drop_broker",
     "get_broker",
     "vhost_of",

@@ -6,19 +6,24 @@ bindings, consumers, acknowledgements, connections) names every behaviour the
 contract asks for:
 
 * A **queue** stores messages until a consumer takes them (store-and-forward).
-  Queues are identified by a :data:`QueueKey` tuple and, once declared, live as
-  long as the broker, except the per-listener fanout queues, which are deleted
-  with their listener.
-* A publish is **routed** to every queue bound to its address: the shared topic
+  Queues are identified by a :class:`QueueKey` (kind, exchange, topic, name)
+  and, once declared, live as long as the broker, except the per-listener
+  fanout queues, deleted with their listener, and reply queues, deleted with
+  their driver.
+* A publish is **routed** (:meth:`Broker.publish`, one path for every kind of
+  message) to every queue bound to its :class:`Address`: the shared topic
   queue and any notification pool queues for ``(exchange, topic)``, the server
   queue for ``(exchange, topic, server)``, or every fanout queue of
-  ``(exchange, topic)``.  A publish no queue is bound to is dropped, as on
-  RabbitMQ; notifications declare the default queue first, so they are kept.
+  ``(exchange, topic)``; a reply goes to one named queue.  A publish no queue
+  is bound to is dropped, as on RabbitMQ; notifications declare the shared
+  queue first, so they are kept.
 * A **consumer** is attached to one or more queues through a **connection**.  It
   has *credit*: the number of messages it asks for right now.  A queue hands a
   message to the next consumer, round-robin, that has credit left; a consumer
   without credit (busy in its callback, not polling) gets nothing, so a busy
-  consumer never hoards messages while another is idle.
+  consumer never hoards messages while another is idle.  What a consumer is
+  handed goes into its *inbox*, a hand-off queue its listener thread waits
+  on (see :class:`Consumer`).
 * A message handed to a consumer stays **unacknowledged** until it is
   acknowledged or requeued; if the consumer is detached first (its connection
   cut, the broker unreachable) the message goes back to the front of its queue.
@@ -26,14 +31,27 @@ contract asks for:
   it detaches its consumers and makes every later operation on it fail with
   :class:`ConnectionLost`, so the driver has to notice, reconnect and
   resubscribe, exactly what a real driver does after a failover.
-* Every message carries a unique id and the broker remembers the ids it has
-  stored (a bounded window): a publish retried because its confirmation was lost
-  is stored once.
+* Every message carries a unique id.  When the broker stores a publish but
+  loses its confirmation, it remembers that id (and only those: a confirmed
+  publish is never retried), so the sender's retry is recognised and stored
+  once.
+* The **network** between the drivers and the broker can be frozen or
+  delayed, and the broker has several hosts, one of which can be lost: see
+  :mod:`~driver_conformance.reference.network`.
+* The **wire log** keeps the latest notifications exactly as stored, bounded
+  in bytes, for scenarios about the envelope (:meth:`Broker.wire_records`).
 
-One lock (:attr:`Broker.lock`) protects all of the broker's state.  Listeners
-wait on :class:`threading.Condition` objects built on that lock, so a publish can
-wake exactly the consumer it handed a message to.  Methods whose name ends in
-``_locked`` expect the caller to hold the lock.
+The usual case (a publish to a queue whose consumer asks for a message, an
+acknowledgement, a confirmed publish) runs a short path; faults, backlogs and
+requeues take the longer one beside it, and each is marked where it branches.
+
+Comments ``# clause: <id>`` mark where a clause of the catalog
+(``driver_conformance/catalog.toml``) is implemented; ``tests/reference``
+checks that every id named exists.
+
+One lock (:attr:`Broker.lock`) protects all of the broker's state, and is
+never held while waiting.  Methods whose name ends in ``_locked`` expect the
+caller to hold it.
 """
 
 from __future__ import annotations
@@ -41,195 +59,114 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
-import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from driver_conformance.reference.network import HOSTS, BrokerNetwork
+from driver_conformance.reference.views import BrokerViews
+from driver_conformance.reference.vocabulary import (
+    Address,
+    BrokerError,
+    BrokerStats,
+    BrokerUnreachable,
+    ConfirmationLost,
+    Connection,
+    ConnectionLost,
+    Consumer,
+    Delivery,
+    HostUnreachable,
+    LinkSilent,
+    Message,
+    MessageKind,
+    QueueKey,
+    QueueKind,
+    WireRecord,
+    _Queue,
+)
+
 LOG = logging.getLogger(__name__)
 
-#: How many message ids the broker remembers for de-duplication.
+#: How many ids of publishes whose confirmation was lost the broker remembers
+#: (the oldest are forgotten first: a sender that gave up will not retry).
 DEDUP_WINDOW = 65536
-#: How many raw published bodies :attr:`Broker.published` keeps.
-PUBLISHED_LOG_SIZE = 1024
-
-#: A queue's identity: ``("topic", exchange, topic, pool)``,
-#: ``("server", exchange, topic, server)``, ``("fanout", exchange, topic, owner)``
-#: or ``("reply", name)``.  ``pool`` is None for the default shared queue.
-QueueKey = tuple[Any, ...]
+#: Bytes of stored bodies the wire log keeps, newest first (see
+#: :meth:`Broker.wire_records`); a body larger than this is recorded without it.
+WIRE_LOG_BYTES = 1 << 20
+#: Records the wire log keeps at most, however small their bodies.
+WIRE_LOG_RECORDS = 1024
 
 
-class BrokerError(Exception):
-    """An operation on the broker failed; the driver may retry it."""
+__all__ = [
+    "DEDUP_WINDOW",
+    "HOSTS",
+    "WIRE_LOG_BYTES",
+    "WIRE_LOG_RECORDS",
+    "Address",
+    "Broker",
+    "BrokerError",
+    "BrokerStats",
+    "BrokerUnreachable",
+    "ConfirmationLost",
+    "Connection",
+    "ConnectionLost",
+    "Consumer",
+    "Delivery",
+    "HostUnreachable",
+    "LinkSilent",
+    "Message",
+    "MessageKind",
+    "QueueKey",
+    "QueueKind",
+    "WireRecord",
+]
 
 
-class BrokerUnreachable(BrokerError):
-    """The broker refuses every operation (an outage is in force)."""
-
-
-class ConnectionLost(BrokerError):
-    """The connection used for the operation has been cut."""
-
-
-class ConfirmationLost(BrokerError):
-    """The message was stored, but its publisher is told it failed."""
-
-
-@dataclasses.dataclass(slots=True)
-class Message:
-    """A message as the broker stores it.
-
-    ``body`` is JSON text, so every consumer decodes its own copy and nothing
-    is ever shared by reference between publisher and consumers.
-    """
-
-    id: str
-    body: str
-    kind: str = "request"
-    reply_to: str | None = None
-    correlation_id: str | None = None
-    #: ``time.monotonic()`` deadline of the caller waiting for a reply, if any.
-    deadline: float | None = None
-    call_monitor_timeout: float | None = None
-    redelivered: bool = False
-
-
-class Delivery:
-    """One hand-over of a message from a queue to a consumer."""
-
-    __slots__ = ("arrived", "consumer", "message", "queue", "settled")
-
-    def __init__(self, message: Message, queue: _Queue, consumer: Consumer) -> None:
-        self.message = message
-        self.queue = queue
-        self.consumer = consumer
-        self.arrived = time.monotonic()
-        self.settled = False
-
-
-class _Queue:
-    __slots__ = ("consumers", "key", "next_consumer", "ready")
-
-    def __init__(self, key: QueueKey) -> None:
-        self.key = key
-        self.ready: collections.deque[Message] = collections.deque()
-        self.consumers: list[Consumer] = []
-        self.next_consumer = 0
-
-
-class Consumer:
-    """A subscription of one listener to some queues, over one connection.
-
-    ``credit`` is how many more messages the consumer accepts now.  Messages
-    handed over wait in ``buffer`` until the listener takes them.  A consumer
-    with a ``sink`` (the reply router) is fed synchronously instead: the sink
-    is called under the broker lock and must only touch its own leaf lock.
-    """
-
-    __slots__ = (
-        "attached",
-        "buffer",
-        "cond",
-        "connection",
-        "credit",
-        "on_detached",
-        "queues",
-        "sink",
-        "unacked",
-    )
-
-    def __init__(
-        self,
-        connection: Connection,
-        queues: list[_Queue],
-        cond: threading.Condition | None,
-        sink: Callable[[Message], None] | None,
-        on_detached: Callable[[], None] | None,
-    ) -> None:
-        self.connection = connection
-        self.queues = queues
-        self.cond = cond
-        self.sink = sink
-        self.on_detached = on_detached
-        self.credit = 0
-        self.attached = True
-        self.buffer: collections.deque[Delivery] = collections.deque()
-        self.unacked: dict[int, Delivery] = {}
-
-
-class Connection:
-    """One driver's connection to the broker.
-
-    ``generation`` counts the connections the broker has opened; a driver that
-    reconnects gets a higher one, which makes failovers visible in tests.
-    """
-
-    def __init__(self, broker: Broker, generation: int) -> None:
-        self.broker = broker
-        self.generation = generation
-        self.alive = True
-        self.consumers: set[Consumer] = set()
-
-    def __repr__(self) -> str:
-        state = "alive" if self.alive else "cut"
-        return f"<Connection {self.broker.name!r} #{self.generation} {state}>"
-
-
-@dataclasses.dataclass
-class BrokerStats:
-    """Counters for tests; read them, never rely on them for synchronisation."""
-
-    publish_attempts: int = 0
-    publishes_refused: int = 0
-    confirmations_lost: int = 0
-    duplicates_dropped: int = 0
-    messages_dropped: int = 0
-    connects: int = 0
-    connects_refused: int = 0
-    connections_cut: int = 0
-    consumers_detached: int = 0
-    redeliveries: int = 0
-
-
-class Broker:
+class Broker(BrokerViews, BrokerNetwork):
     """An in-process broker for one virtual host; see the module docstring."""
 
     def __init__(self, name: str = "/") -> None:
         self.name = name
         self.lock = threading.Lock()
         self.stats = BrokerStats()
-        #: Raw bodies as stored, newest last: ``(queue keys, body text)``.
-        self.published: collections.deque[tuple[tuple[QueueKey, ...], str]] = (
-            collections.deque(maxlen=PUBLISHED_LOG_SIZE)
-        )
+        #: Bytes of bodies the wire log may hold (see :meth:`wire_records`).
+        self.wire_log_bytes = WIRE_LOG_BYTES
+        # Plain tuples, the fields of WireRecord: cheaper to make on every publish.
+        self._wire: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._wire_bytes = 0
         self._queues: dict[QueueKey, _Queue] = {}
-        # (exchange, topic) -> the shared queue and the pool queues bound to it.
-        self._topic_bindings: dict[tuple[str, str], list[_Queue]] = {}
-        self._fanout_bindings: dict[tuple[str, str], list[_Queue]] = {}
+        # (exchange, topic) -> the queues bound to it: the shared queue and the
+        # pool queues (TOPIC), or every listener's fanout queue (FANOUT).
+        self._bindings: dict[QueueKind, dict[tuple[str, str], list[_Queue]]] = {
+            QueueKind.TOPIC: {}, QueueKind.FANOUT: {}}
         self._connections: set[Connection] = set()
         self._generations = itertools.count(1)
-        self._seen_ids: set[str] = set()
-        self._seen_order: collections.deque[str] = collections.deque()
+        # Ids of publishes stored whose confirmation was lost, oldest first.
+        self._unconfirmed: dict[int, None] = {}
         self._reachable = True
         self._confirmations_to_lose = 0
+        # The network between drivers and broker (read without the lock: flags).
+        self._init_network()
         # Conditions (on self.lock) to wake when the broker becomes reachable.
         self._heal_waiters: set[threading.Condition] = set()
-        self._healed = threading.Condition(self.lock)
 
     def __repr__(self) -> str:
         return f"<Broker {self.name!r}>"
 
     # -- connections -------------------------------------------------------
 
-    def connect(self) -> Connection:
-        """Open a connection; raises :class:`BrokerUnreachable` in an outage."""
+    def connect(self, host: int = 0) -> Connection:
+        """Open a connection to ``host``; raises :class:`BrokerUnreachable` in an outage,
+        :class:`HostUnreachable` when that host is down."""
         with self.lock:
             if not self._reachable:
                 self.stats.connects_refused += 1
                 raise BrokerUnreachable(f"broker {self.name!r} is unreachable")
-            connection = Connection(self, next(self._generations))
+            if host in self._hosts_down:
+                self.stats.connects_refused += 1
+                raise HostUnreachable(f"host {host} of broker {self.name!r} is down")
+            connection = Connection(self, next(self._generations), host)
             self._connections.add(connection)
             self.stats.connects += 1
             return connection
@@ -240,18 +177,8 @@ class Broker:
 
     @property
     def reachable(self) -> bool:
-        return self._reachable
-
-    def wait_reachable(self, timeout: float | None) -> bool:
-        """Wait up to ``timeout`` for the broker to be reachable; True if it is."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self.lock:
-            while not self._reachable:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._healed.wait(remaining)
-            return True
+        """Whether an operation may succeed: no outage, and some host is up."""
+        return self._reachable and len(self._hosts_down) < HOSTS
 
     def add_heal_waiter_locked(self, cond: threading.Condition) -> None:
         """Have ``cond`` (built on :attr:`lock`) notified when the broker heals."""
@@ -292,9 +219,11 @@ class Broker:
 
     def heal(self) -> None:
         with self.lock:
+            self._hosts_down.clear()
             self._reachable = True
             self._confirmations_to_lose = 0
-            self._healed.notify_all()
+            self._frozen = False
+            self._delay = 0.0
             for cond in self._heal_waiters:
                 cond.notify_all()
 
@@ -305,35 +234,27 @@ class Broker:
         connection: Connection,
         keys: Iterable[QueueKey],
         *,
-        cond: threading.Condition | None = None,
         sink: Callable[[Message], None] | None = None,
         on_detached: Callable[[], None] | None = None,
-        credit: int = 0,
     ) -> Consumer:
         """Declare the queues ``keys`` (if absent) and attach a consumer to them."""
         with self.lock:
-            return self.subscribe_locked(
-                connection, keys, cond=cond, sink=sink, on_detached=on_detached, credit=credit
-            )
+            return self.subscribe_locked(connection, keys, sink=sink, on_detached=on_detached)
 
     def subscribe_locked(
         self,
         connection: Connection,
         keys: Iterable[QueueKey],
         *,
-        cond: threading.Condition | None = None,
         sink: Callable[[Message], None] | None = None,
         on_detached: Callable[[], None] | None = None,
-        credit: int = 0,
     ) -> Consumer:
         self._check_usable_locked(connection)
         queues = [self._declare_locked(key) for key in keys]
-        consumer = Consumer(connection, queues, cond, sink, on_detached)
-        consumer.credit = credit
+        consumer = Consumer(connection, queues, sink, on_detached)
         connection.consumers.add(consumer)
         for queue in queues:
             queue.consumers.append(consumer)
-        self._feed_locked(consumer)
         return consumer
 
     def unsubscribe(self, consumer: Consumer, delete: Iterable[QueueKey] = ()) -> None:
@@ -345,43 +266,46 @@ class Broker:
             for key in delete:
                 self._delete_locked(key)
 
-    def declare(self, key: QueueKey) -> None:
-        with self.lock:
-            self._declare_locked(key)
-
     def delete_queue(self, key: QueueKey) -> None:
         with self.lock:
             self._delete_locked(key)
 
     def set_credit_locked(self, consumer: Consumer, credit: int) -> None:
-        """Ask for ``credit`` more messages (0: none for now)."""
-        consumer.credit = credit
-        if credit and consumer.attached:
-            self._feed_locked(consumer)
+        """Accept ``credit`` more messages from now on (0: none for now).
 
-    def take_locked(self, consumer: Consumer, count: int) -> list[Delivery]:
-        """Take up to ``count`` messages out of the consumer's buffer."""
-        buffer = consumer.buffer
-        taken = [buffer.popleft() for _ in range(min(count, len(buffer)))]
-        if taken and not buffer:
-            for queue in consumer.queues:  # a pick-up the queues may wait for
-                if queue.ready:
-                    self._pump_locked(queue)
-        return taken
+        Messages waiting in the consumer's queues are handed to it at once:
+        they wait only because no consumer had credit when they came (any
+        consumer with credit would have taken them), so the one asking now
+        is the one whose turn it is.
+        """
+        consumer.credit = credit
+        if credit > 0 and consumer.attached:
+            for queue in consumer.queues:
+                ready = queue.ready
+                while ready and consumer.credit > 0:
+                    self._hand_over_locked(queue, consumer, ready.popleft())
+                if consumer.credit <= 0:
+                    break
 
     def give_back_locked(self, deliveries: Iterable[Delivery]) -> None:
         """Return messages a listener took but will never hand on, in order."""
         for delivery in reversed(list(deliveries)):
-            self._settle_locked(delivery, requeue=True, front=True)
+            if delivery.consumer.attached:  # else its detach returned it already
+                self._settle_locked(delivery, requeue=True, front=True)
 
     # -- settling ------------------------------------------------------------
 
     def settle(self, delivery: Delivery, *, requeue: bool) -> None:
         """Acknowledge or requeue ``delivery``; raises :class:`BrokerError`."""
         with self.lock:
+            consumer = delivery.consumer
+            if consumer.attached and self._reachable and not requeue:
+                # clause: incoming.acknowledge.notifies-backend
+                if consumer.unacked.pop(delivery, False) is None:
+                    delivery.settled = True
+                return  # the usual case; below, requeues and faults
             if delivery.settled:
                 return
-            consumer = delivery.consumer
             if not consumer.attached:
                 # The consumer was detached and the message went back to its
                 # queue.  Honour a late ack if no one has taken it since.
@@ -396,9 +320,11 @@ class Broker:
             self._settle_locked(delivery, requeue=requeue, front=True)
 
     def _settle_locked(self, delivery: Delivery, *, requeue: bool, front: bool) -> None:
+        if delivery.settled:
+            return
         delivery.settled = True
-        delivery.consumer.unacked.pop(id(delivery), None)
-        if requeue:
+        delivery.consumer.unacked.pop(delivery, None)
+        if requeue:  # clause: incoming.requeue.redelivers
             self._requeue_locked(delivery.queue, delivery.message, front=front)
 
     def _withdraw_locked(self, delivery: Delivery) -> bool:
@@ -421,61 +347,56 @@ class Broker:
 
     # -- publishing ------------------------------------------------------------
 
-    def publish(
-        self,
-        connection: Connection,
-        message: Message,
-        exchange: str,
-        topic: str,
-        *,
-        server: str | None = None,
-        fanout: bool = False,
-        declare: bool = False,
-    ) -> int:
-        """Route ``message`` to the queues bound to its address.
+    def publish(self, connection: Connection, message: Message, to: Address | QueueKey) -> int:
+        """Store ``message`` in every queue bound to ``to``; returns how many got a copy.
 
-        ``declare`` creates the default shared queue first (notifications are
-        store-and-forward).  Returns the number of queues that received a copy.
+        ``to`` is an :class:`Address` (requests, notifications) or the key of
+        one queue (replies and heartbeats).  Every message takes this one path,
+        so admission, de-duplication and confirmation are the same for all.
+        Raises :class:`BrokerError` when refused (nothing stored), and
+        :class:`ConfirmationLost` when stored but reported failed.
         """
         with self.lock:
-            self._admit_locked(connection)
-            if message.id in self._seen_ids:
-                self.stats.duplicates_dropped += 1
-                self._confirm_locked()
-                return 0
-            if fanout:
-                queues = self._fanout_bindings.get((exchange, topic), ())
-            elif server is not None:
-                queue = self._queues.get(("server", exchange, topic, server))
-                queues = (queue,) if queue is not None else ()
+            stats = self.stats
+            stats.publish_attempts += 1
+            if not (self._reachable and connection.alive):
+                stats.publishes_refused += 1
+                self._check_usable_locked(connection)  # raises why
+            if message.id in self._unconfirmed:
+                # clause: send.retry.no-duplicates
+                # A retry of a publish already stored, whose confirmation was lost.
+                stats.duplicates_dropped += 1
+                stored = 0
             else:
-                if declare:
-                    self._declare_locked(("topic", exchange, topic, None))
-                queues = self._topic_bindings.get((exchange, topic), ())
-            self._store_locked(message, queues)
-            self._confirm_locked()
-            return len(queues)
+                queues = self._route_locked(to)
+                if len(queues) == 1:  # the usual case
+                    self._enqueue_locked(queues[0], message)
+                else:
+                    self._store_locked(message, queues)
+                stored = len(queues)
+                if message.kind is MessageKind.NOTIFICATION:
+                    self._log_wire_locked(message, to, stored)  # type: ignore[arg-type]
+            if self._confirmations_to_lose or self._unconfirmed:  # only under faults
+                self._confirm_locked(message.id)
+            return stored
 
-    def publish_to_queue(self, connection: Connection, message: Message, key: QueueKey) -> int:
-        """Publish straight to one queue (replies); dropped if it does not exist."""
-        with self.lock:
-            self._admit_locked(connection)
-            if message.id in self._seen_ids:
-                self.stats.duplicates_dropped += 1
-                self._confirm_locked()
-                return 0
-            queue = self._queues.get(key)
-            self._store_locked(message, (queue,) if queue is not None else ())
-            self._confirm_locked()
-            return 0 if queue is None else 1
-
-    def _admit_locked(self, connection: Connection) -> None:
-        self.stats.publish_attempts += 1
-        try:
-            self._check_usable_locked(connection)
-        except BrokerError:
-            self.stats.publishes_refused += 1
-            raise
+    def _route_locked(self, to: Address | QueueKey) -> Sequence[_Queue]:
+        """The queues a publish to ``to`` is stored in (empty: it is dropped)."""
+        if type(to) is QueueKey:  # a reply queue
+            queue = self._queues.get(to)
+            return () if queue is None else (queue,)
+        if to.fanout:  # clause: send.fanout.all-subscribers
+            return self._bindings[QueueKind.FANOUT].get((to.exchange, to.topic), ())
+        if to.server is not None:  # clause: send.address.topic-exchange-server
+            # (a plain tuple finds its QueueKey: a named tuple is a tuple)
+            queue = self._queues.get((QueueKind.SERVER, to.exchange, to.topic, to.server))
+            return () if queue is None else (queue,)
+        if to.store_and_forward:  # clause: notify.store-and-forward.before-first-listener
+            self._declare_locked(QueueKey(QueueKind.TOPIC, to.exchange, to.topic))
+        # The shared queue and each pool's queue get a copy; a consumer of one
+        # of them takes it.  clause: notify-listen.pool.one-copy-per-pool
+        # clause: notify.address.exchange-and-topic
+        return self._bindings[QueueKind.TOPIC].get((to.exchange, to.topic), ())
 
     def _check_usable_locked(self, connection: Connection) -> None:
         if not self._reachable:
@@ -483,77 +404,103 @@ class Broker:
         if not connection.alive:
             raise ConnectionLost(f"{connection!r} was cut")
 
-    def _confirm_locked(self) -> None:
+    def _confirm_locked(self, message_id: int) -> None:
+        """Confirm the publish of ``message_id``, or lose the confirmation (a fault)."""
         if self._confirmations_to_lose > 0:
             self._confirmations_to_lose -= 1
             self.stats.confirmations_lost += 1
+            # The sender will retry this id: remember it (a bounded window).
+            self._unconfirmed[message_id] = None
+            if len(self._unconfirmed) > DEDUP_WINDOW:
+                del self._unconfirmed[next(iter(self._unconfirmed))]
             raise ConfirmationLost("publish stored, confirmation lost")
+        # Confirmed at last: the sender will not retry it again.
+        self._unconfirmed.pop(message_id, None)
 
     def _store_locked(self, message: Message, queues: Sequence[_Queue]) -> None:
-        self._remember_locked(message.id)
-        self.published.append((tuple(q.key for q in queues), message.body))
+        """Store ``message`` in none or several ``queues`` (one: :meth:`_enqueue_locked`)."""
         if not queues:
             self.stats.messages_dropped += 1
-        elif len(queues) == 1:
-            queues[0].ready.append(message)
-            self._pump_locked(queues[0])
-        else:
+        else:  # clause: send.fanout.all-subscribers
             for queue in list(queues):  # each queue gets its own copy (redelivered flag)
-                queue.ready.append(dataclasses.replace(message))
-                self._pump_locked(queue)
+                self._enqueue_locked(queue, dataclasses.replace(message))
 
-    def _remember_locked(self, message_id: str) -> None:
-        self._seen_ids.add(message_id)
-        self._seen_order.append(message_id)
-        if len(self._seen_order) > DEDUP_WINDOW:
-            self._seen_ids.discard(self._seen_order.popleft())
+    def _log_wire_locked(self, message: Message, to: Address, stored: int) -> None:
+        """Keep the stored body for :meth:`wire_records`, within the log's bounds."""
+        body = message.body
+        size = len(body)
+        if size <= self.wire_log_bytes:
+            self._wire.append((message.kind, to, stored, body, size))
+            self._wire_bytes += size
+        else:  # larger than the whole log: recorded without its body
+            self._wire.append((message.kind, to, stored, None, size))
+        if self._wire_bytes > self.wire_log_bytes or len(self._wire) > WIRE_LOG_RECORDS:
+            self._trim_wire_locked()
+
+    def _trim_wire_locked(self) -> None:
+        wire = self._wire
+        while self._wire_bytes > self.wire_log_bytes or len(wire) > WIRE_LOG_RECORDS:
+            _, _, _, old_body, old_size = wire.popleft()
+            if old_body is not None:
+                self._wire_bytes -= old_size
 
     # -- delivery --------------------------------------------------------------
 
-    def _pump_locked(self, queue: _Queue) -> None:
-        """Hand ready messages to consumers with credit, round-robin.
+    def _enqueue_locked(self, queue: _Queue, message: Message) -> None:
+        """Put ``message`` at the back of ``queue``, and hand it over if a consumer asks."""
+        # clause: notify.store-and-forward.subscriber-absent
+        # A stored message waits in its queue until a consumer takes it.
+        if not queue.ready:  # the usual case: nothing waits, give it to whoever's turn it is
+            consumer = self._next_consumer_locked(queue)
+            if consumer is not None:
+                self._hand_over_locked(queue, consumer, message)
+                return
+        queue.ready.append(message)
 
-        While some consumer of the queue has been handed all it asked for and
-        has not picked it up yet, the queue waits: otherwise a consumer that
-        comes back for more before the others have even been scheduled (green
-        threads never preempt) would take everything.  Pick-up is prompt (the
-        consumer's thread has been notified), so the wait is short.
-        """
+    def _pump_locked(self, queue: _Queue) -> None:
+        """Hand ready messages, oldest first, to consumers with credit, taking turns."""
         ready = queue.ready
-        consumers = queue.consumers
-        if not ready or not consumers:
-            return
-        for consumer in consumers:
-            if consumer.buffer and consumer.credit <= 0:
-                return
         while ready:
-            count = len(consumers)
-            start = queue.next_consumer % count
-            for offset in range(count):
-                consumer = consumers[(start + offset) % count]
-                if consumer.sink is not None or consumer.credit > 0:
-                    break
-            else:
-                return
-            queue.next_consumer = (start + offset + 1) % count
+            consumer = self._next_consumer_locked(queue)
+            if consumer is None:
+                return  # every consumer is busy: the messages wait
             self._hand_over_locked(queue, consumer, ready.popleft())
 
-    def _hand_over_locked(self, queue: _Queue, consumer: Consumer, message: Message) -> None:
+    @staticmethod
+    def _next_consumer_locked(queue: _Queue) -> Consumer | None:
+        """Whose turn it is: the first consumer with credit after the last one served.
+
+        One consumer takes each message; a consumer without credit is busy
+        and is passed over; consumers with credit take turns.  Listeners grant
+        their first credit in ``start()``, before their thread runs, so none
+        is passed over for not having been scheduled yet.
+        """
+        # clause: send.one-of-many.single-copy, notify.delivery.single-copy
+        # clause: send.one-of-many.balanced, notify.delivery.balanced
+        # clause: notify-listen.pool.balanced
+        consumers = queue.consumers
+        count = len(consumers)
+        if count == 1:  # a server, reply or pool queue with one listener: no turns to take
+            consumer = consumers[0]
+            return consumer if consumer.credit > 0 or consumer.sink is not None else None
+        for _ in range(count):
+            index = queue.next_consumer % count
+            queue.next_consumer = index + 1
+            consumer = consumers[index]
+            if consumer.credit > 0 or consumer.sink is not None:
+                return consumer
+        return None
+
+    @staticmethod
+    def _hand_over_locked(queue: _Queue, consumer: Consumer, message: Message) -> None:
         if consumer.sink is not None:
             consumer.sink(message)
             return
         delivery = Delivery(message, queue, consumer)
         consumer.credit -= 1
-        consumer.buffer.append(delivery)
-        consumer.unacked[id(delivery)] = delivery
-        if consumer.cond is not None:
-            consumer.cond.notify()  # one thread collects for a consumer
-
-    def _feed_locked(self, consumer: Consumer) -> None:
-        for queue in consumer.queues:
-            if consumer.sink is None and consumer.credit <= 0:
-                return
-            self._pump_locked(queue)
+        consumer.handed += 1
+        consumer.unacked[delivery] = None
+        consumer.inbox.put(delivery)  # wakes the listener's thread; never blocks
 
     # -- queues and detaching --------------------------------------------------
 
@@ -562,23 +509,21 @@ class Broker:
         if queue is not None:
             return queue
         queue = self._queues[key] = _Queue(key)
-        kind = key[0]
-        if kind == "topic":
-            self._topic_bindings.setdefault((key[1], key[2]), []).append(queue)
-        elif kind == "fanout":
-            self._fanout_bindings.setdefault((key[1], key[2]), []).append(queue)
+        bindings = self._bindings.get(key.kind)
+        if bindings is not None:  # TOPIC and FANOUT queues are bound to (exchange, topic)
+            bindings.setdefault((key.exchange, key.topic), []).append(queue)
         return queue
 
     def _delete_locked(self, key: QueueKey) -> None:
         queue = self._queues.pop(key, None)
         if queue is None:
             return
-        for bindings in (self._topic_bindings, self._fanout_bindings):
-            bound = bindings.get((key[1], key[2])) if len(key) > 2 else None
-            if bound and queue in bound:
-                bound.remove(queue)
-                if not bound:
-                    del bindings[(key[1], key[2])]
+        bindings = self._bindings.get(key.kind)
+        bound = None if bindings is None else bindings.get((key.exchange, key.topic))
+        if bound and queue in bound:
+            bound.remove(queue)
+            if not bound:
+                del bindings[(key.exchange, key.topic)]
         for consumer in queue.consumers:
             if queue in consumer.queues:
                 consumer.queues.remove(queue)
@@ -593,13 +538,13 @@ class Broker:
             if consumer in queue.consumers:
                 queue.consumers.remove(consumer)
         # Return every unsettled delivery, oldest at the front of its queue.
-        unsettled = sorted(consumer.unacked.values(), key=lambda d: d.arrived)
+        # clause: listen.failover.restores-subscriptions (nothing is lost)
+        unsettled = list(consumer.unacked)
         consumer.unacked.clear()
-        consumer.buffer.clear()
+        consumer.credit = 0
         for delivery in reversed(unsettled):
             self._requeue_locked(delivery.queue, delivery.message, front=True)
-        if consumer.cond is not None:
-            consumer.cond.notify_all()
+        consumer.inbox.put(None)  # its listener looks again, and re-subscribes
         return consumer.on_detached
 
     def _drop_connection(self, connection: Connection, *, cut: bool) -> list:
@@ -627,25 +572,3 @@ class Broker:
                     LOG.exception("reference broker: detach hook failed")
 
     # -- inspection (for tests and the kit) ---------------------------------------
-
-    def queue_keys(self) -> list[QueueKey]:
-        with self.lock:
-            return list(self._queues)
-
-    def peek(self, key: QueueKey) -> list[Any]:
-        """The decoded stored bodies waiting in queue ``key`` (not consumed)."""
-        with self.lock:
-            queue = self._queues.get(key)
-            bodies = [m.body for m in queue.ready] if queue is not None else []
-        return [json.loads(body) for body in bodies]
-
-    def depth(self, key: QueueKey) -> int:
-        """Messages ready in queue ``key`` (0 if it does not exist)."""
-        with self.lock:
-            queue = self._queues.get(key)
-            return len(queue.ready) if queue is not None else 0
-
-    def consumer_count(self, key: QueueKey) -> int:
-        with self.lock:
-            queue = self._queues.get(key)
-            return len(queue.consumers) if queue is not None else 0

@@ -20,7 +20,12 @@ Addressing (queue keys are those of :mod:`driver_conformance.reference.broker`):
   after the pool's first listener subscribed (and keeps them, like the shared
   queue, while none of its listeners runs).  With ``version`` 2.0 the stored
   body is the oslo envelope (:func:`oslo_messaging._drivers.common.serialize_msg`);
-  :attr:`Broker.published` and :meth:`Broker.peek` show the stored form.
+  :meth:`Broker.wire_records` and :meth:`Broker.peek` show the stored form.
+
+Both ``send`` and ``send_notification`` build the stored message once (its
+id is what makes retries safe) and publish it with :meth:`Broker.publish`
+through :meth:`Link.run` (the retry rule), the one publish path; replies and
+heartbeats take the same path from :mod:`~driver_conformance.reference.incoming`.
 
 Failures: ``send`` and ``send_notification`` retry per ``retry`` (see
 :mod:`~driver_conformance.reference.link`) and never duplicate.  ``listen``
@@ -52,7 +57,15 @@ from oslo_messaging._drivers import base
 from oslo_messaging.transport import TransportURL
 
 from driver_conformance.reference import vhosts
-from driver_conformance.reference.broker import Broker, Connection, Message, QueueKey
+from driver_conformance.reference.broker import (
+    Address,
+    Broker,
+    Connection,
+    Message,
+    MessageKind,
+    QueueKey,
+    QueueKind,
+)
 from driver_conformance.reference.incoming import decode_reply, encode_request
 from driver_conformance.reference.link import Link
 from driver_conformance.reference.listeners import (
@@ -92,8 +105,10 @@ class ReferenceDriver(base.BaseDriver):
 
     def require_features(self, requeue: bool = False) -> None:
         """Everything optional is supported: requeue included."""
+        # clause: features.requeue.declared
 
     def _exchange(self, target: oslo_messaging.Target) -> str:
+        # clause: driver.init.default-exchange
         return target.exchange or self._default_exchange or "openstack"
 
     def send(
@@ -107,53 +122,38 @@ class ReferenceDriver(base.BaseDriver):
         retry: int | None = None,
         transport_options: Any = None,
     ) -> Any:
+        # clause: send.transport-options.accepted (accepted, nothing to configure)
+        # clause: features.rpc.declared (RPC implemented, and so declared by its adapter)
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
-        stored = Message(id=self._link.new_id(), body=encode_request(ctxt, message))
-        exchange = self._exchange(target)
+        # clause: incoming.content.copied-not-shared (the body is JSON text)
+        body = encode_request(ctxt, message)
+        # clause: send.address.topic-exchange-server
+        to = Address(self._exchange(target), target.topic, target.server, bool(target.fanout))
         if not wait_for_reply:
-            self._publish(stored, exchange, target, retry=retry, deadline=deadline)
+            # clause: send.cast.returns-after-handoff
+            stored = Message(self._link.new_id(), body)
+            self._link.run(self.broker.publish, stored, to, retry=retry, deadline=deadline)
             return None
         if target.fanout:
             raise oslo_messaging.InvalidTarget("a call cannot be fanned out", target)
-        stored.reply_to = self._replies.queue_key[1]
-        stored.deadline = deadline
-        stored.call_monitor_timeout = call_monitor_timeout
-        waiter = self._replies.register(stored.id)
+        replies = self._replies
+        # clause: send.wait-for-reply.correlated (reply_to and the request's id)
+        stored = Message(self._link.new_id(), body, MessageKind.REQUEST, replies.queue_key,
+                         None, deadline, call_monitor_timeout)
+        waiter = replies.register(stored.id)
         try:
-            self._publish(stored, exchange, target, retry=retry, deadline=deadline,
-                          with_replies=True)
-            reply = self._replies.wait(
-                stored.id, waiter, started=started, deadline=deadline,
-                call_monitor_timeout=call_monitor_timeout,
-            )
+            self._link.run(self._publish_call, stored, to, retry=retry, deadline=deadline)
+            # clause: send.wait-for-reply.returns-reply
+            reply = replies.wait(stored.id, waiter, started, deadline, call_monitor_timeout)
         finally:
-            self._replies.forget(stored.id)
+            replies.forget(stored.id)
         return decode_reply(reply.body, self._allowed_remote_exmods)
 
-    def _publish(
-        self,
-        stored: Message,
-        exchange: str,
-        target: oslo_messaging.Target,
-        *,
-        retry: int | None,
-        deadline: float | None,
-        with_replies: bool = False,
-        declare: bool = False,
-    ) -> None:
-        broker = self.broker
-        replies = self._replies
-
-        def attempt(connection: Connection) -> int:
-            if with_replies:
-                replies.subscribe(connection)
-            return broker.publish(
-                connection, stored, exchange, target.topic,
-                server=target.server, fanout=bool(target.fanout), declare=declare,
-            )
-
-        self._link.run(attempt, retry=retry, deadline=deadline)
+    def _publish_call(self, connection: Connection, stored: Message, to: Address) -> int:
+        """One attempt at a call: its reply queue must exist before the request."""
+        self._replies.subscribe(connection)
+        return self.broker.publish(connection, stored, to)
 
     def send_notification(
         self,
@@ -163,15 +163,17 @@ class ReferenceDriver(base.BaseDriver):
         version: float,
         retry: int | None = None,
     ) -> None:
+        # clause: notify.envelope.by-version
         envelope = float(version) >= 2.0
         stored = Message(
             id=self._link.new_id(),
             body=encode_request(ctxt, message, envelope=envelope),
-            kind="notification",
+            kind=MessageKind.NOTIFICATION,
         )
-        notification_target = oslo_messaging.Target(topic=target.topic)
-        self._publish(stored, self._exchange(target), notification_target,
-                      retry=retry, deadline=None, declare=True)
+        # clause: notify.address.exchange-and-topic (server and fanout play no part)
+        to = Address(self._exchange(target), target.topic, store_and_forward=True)
+        # clause: notify.retry.honoured, notify.send.blocks-until-accepted
+        self._link.run(self.broker.publish, stored, to, retry=retry)
 
     # -- listening -----------------------------------------------------------------
 
@@ -180,10 +182,11 @@ class ReferenceDriver(base.BaseDriver):
     ) -> base.Listener:
         exchange = self._exchange(target)
         number = next(_listener_numbers)
-        fanout: QueueKey = ("fanout", exchange, target.topic, f"{self._link.new_id()}")
-        keys: list[QueueKey] = [("topic", exchange, target.topic, None), fanout]
-        if target.server:
-            keys.append(("server", exchange, target.topic, target.server))
+        # clause: listen.address.exchange-topic (the shared queue, and fanouts)
+        fanout = QueueKey(QueueKind.FANOUT, exchange, target.topic, f"l{self._link.new_id()}")
+        keys = [QueueKey(QueueKind.TOPIC, exchange, target.topic), fanout]
+        if target.server:  # clause: listen.address.exchange-topic-server
+            keys.append(QueueKey(QueueKind.SERVER, exchange, target.topic, target.server))
         name = f"{target.topic}.{target.server or '*'}-{number}"
         return self._listener(keys, [fanout], batch_size, batch_timeout, name)
 
@@ -194,9 +197,14 @@ class ReferenceDriver(base.BaseDriver):
         batch_size: int,
         batch_timeout: float | None,
     ) -> base.Listener:
+        # clause: notify-listen.pool.unsupported-raises (pools are supported: never raises)
         keys: list[QueueKey] = []
         for target, priority in targets_and_priorities:
-            key = ("topic", self._exchange(target), f"{target.topic}.{priority}", pool)
+            # clause: notify-listen.address.topic-priority
+            # clause: notify-listen.address.server-fanout-ignored
+            # clause: notify-listen.pool.one-copy-per-pool (a pool is a queue of its own)
+            topic = f"{target.topic}.{priority}"
+            key = QueueKey(QueueKind.TOPIC, self._exchange(target), topic, pool)
             if key not in keys:
                 keys.append(key)
         name = f"notifications.{pool or '*'}-{next(_listener_numbers)}"
@@ -210,8 +218,11 @@ class ReferenceDriver(base.BaseDriver):
         batch_timeout: float | None,
         name: str,
     ) -> base.Listener:
+        # clause: listen.blocks.until-subscribed, listen.errors.transport-driver-error
         subscription = Subscription(self._link, keys, owned)
         listener: base.Listener
+        # clause: listen.returns.either-listener-type
+        # clause: listen.returns.listener-with-start (poll-style listeners are wrapped)
         if self.poll_style:
             poller = ReferencePollListener(self._link, subscription)
             listener = PollAdapter(poller, batch_size, batch_timeout, name, self._forget)
@@ -231,6 +242,7 @@ class ReferenceDriver(base.BaseDriver):
 
     def cleanup(self) -> None:
         """Stop every listener, close the link; returns when all threads ended."""
+        # clause: driver.cleanup.blocks, driver.cleanup.releases-resources
         with self._listeners_lock:
             listeners = list(self._listeners)
         for listener in listeners:

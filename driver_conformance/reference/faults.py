@@ -13,6 +13,21 @@ connected to it, like a real broker restart or network cut would:
   closed once.  Consumers are detached and their unacknowledged messages go
   back to their queues; drivers reconnect (a new connection generation) and
   listeners re-subscribe without being told.
+* **freeze** (:meth:`ReferenceFaults.freeze`): a silent partition.  Nothing
+  crosses between the drivers and the broker and nothing is closed: a
+  driver operation waits for the thaw, and gives the attempt up as failed
+  after :data:`~driver_conformance.reference.link.FREEZE_PATIENCE` (or at
+  its deadline), as a missed heartbeat would tell a networked driver; it
+  then retries per its ``retry``.  Deliveries wait in the listeners until
+  the thaw.
+* **delay** (:meth:`ReferenceFaults.delay`): every crossing takes longer:
+  a publish the delay there and back (the request and its confirmation), a
+  delivery the delay once.
+* **host outage** (:meth:`ReferenceFaults.lose_host`): one of the broker's
+  :data:`~driver_conformance.reference.broker.HOSTS` hosts goes down: its
+  connections are cut and it refuses new ones; drivers reconnect to another
+  host and listeners re-subscribe there.  The queues are the broker's, so
+  nothing stored is lost.
 * **lost confirmation** (:meth:`ReferenceFaults.lose_confirmations`): the next
   ``n`` publishes are stored but reported as failed; the sender retries and
   the broker drops the duplicate by message id.
@@ -28,6 +43,7 @@ from typing import ClassVar
 import oslo_messaging
 
 from driver_conformance import faults
+from driver_conformance.proxy.injector import HOST_OUTAGE
 from driver_conformance.reference import vhosts
 from driver_conformance.reference.broker import Broker, BrokerStats
 
@@ -36,7 +52,8 @@ class ReferenceFaults(faults.FaultInjector):
     """Faults for the broker of one virtual host (a URL, a vhost name or a Broker)."""
 
     kinds: ClassVar[frozenset[str]] = frozenset(
-        {faults.OUTAGE, faults.CUT, faults.LOST_CONFIRM}
+        {faults.OUTAGE, faults.CUT, faults.LOST_CONFIRM, faults.FREEZE, faults.DELAY,
+         HOST_OUTAGE}
     )
 
     def __init__(self, broker: Broker | str | oslo_messaging.TransportURL | None = None):
@@ -58,6 +75,17 @@ class ReferenceFaults(faults.FaultInjector):
 
     def lose_confirmations(self, count: int) -> None:
         self.broker.lose_confirmations(count)
+
+    def freeze(self) -> None:
+        self.broker.freeze()
+
+    def delay(self, seconds: float) -> None:
+        self.broker.set_delay(seconds)
+
+    def lose_host(self, index: int) -> int:
+        """Host ``index`` of the broker goes down until :meth:`heal`; returns ``index``."""
+        self.broker.lose_host(index)
+        return index
 
     def heal(self) -> None:
         self.broker.heal()

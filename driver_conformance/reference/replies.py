@@ -13,7 +13,9 @@ re-subscribes as soon as the broker allows, and the stored replies flow.
 
 Timeouts are measured by the waiting caller: the overall ``timeout`` from the
 start of ``send``, and the call-monitor timeout from the later of the start
-and the last heartbeat received.
+and the last heartbeat received.  A caller with no timeout at all is still
+not left waiting forever by its own driver: ``cleanup()`` wakes it with
+``MessageDeliveryFailure``.
 """
 
 from __future__ import annotations
@@ -24,10 +26,21 @@ import time
 
 import oslo_messaging
 
-from driver_conformance.reference.broker import BrokerError, Connection, Consumer, Message
+from driver_conformance.reference.broker import (
+    BrokerError,
+    Connection,
+    Consumer,
+    Message,
+    MessageKind,
+    QueueKey,
+)
 from driver_conformance.reference.link import Link
 
 LOG = logging.getLogger(__name__)
+
+#: Seconds ``close()`` waits for the restore thread, which ends as soon as the
+#: link is closed (its retries stop then); a bound for safety, logged if hit.
+CLOSE_PATIENCE = 10.0
 
 
 class Waiter:
@@ -61,8 +74,8 @@ class ReplyRouter:
 
     def __init__(self, link: Link) -> None:
         self._link = link
-        self.queue_key = ("reply", f"reply_{link.new_id()}")
-        self._waiters: dict[str, Waiter] = {}
+        self.queue_key = QueueKey.reply(f"reply_{link.new_id()}")
+        self._waiters: dict[int, Waiter] = {}
         self._consumer: Consumer | None = None
         self._subscribe_lock = threading.Lock()
         self._restorer: threading.Thread | None = None
@@ -85,24 +98,26 @@ class ReplyRouter:
                 connection, [self.queue_key], sink=self._on_message, on_detached=self._restore
             )
 
-    def register(self, msg_id: str) -> Waiter:
+    def register(self, msg_id: int) -> Waiter:
         waiter = Waiter()
         self._waiters[msg_id] = waiter
         return waiter
 
-    def forget(self, msg_id: str) -> None:
+    def forget(self, msg_id: int) -> None:
         self._waiters.pop(msg_id, None)
 
     def wait(
         self,
-        msg_id: str,
+        msg_id: int,
         waiter: Waiter,
-        *,
         started: float,
         deadline: float | None,
         call_monitor_timeout: float | None,
     ) -> Message:
         """Block until the reply arrives; MessagingTimeout on either timeout."""
+        # clause: send.timeout.raises-messaging-timeout
+        # clause: send.call-monitor.timeout-without-heartbeat
+        # clause: send.call-monitor.overall-timeout-bounds
         while waiter.reply is None:
             now = time.monotonic()
             limit = deadline
@@ -115,19 +130,25 @@ class ReplyRouter:
                     f"Timed out waiting for a reply to message ID {msg_id} ({reason})"
                 )
             if waiter.wake.acquire(timeout=-1 if limit is None else limit - now):
-                waiter.woken = False  # then look again: reply, or a heartbeat
+                waiter.woken = False  # then look again: reply, heartbeat or closed
+            if self._closed and waiter.reply is None:
+                raise oslo_messaging.MessageDeliveryFailure(
+                    f"the driver was cleaned up while message ID {msg_id} waited for a reply"
+                )
         return waiter.reply
 
     # -- broker side -------------------------------------------------------------
 
     def _on_message(self, message: Message) -> None:
         """The reply queue's sink; runs under the broker lock (see :class:`Waiter`)."""
-        waiter = self._waiters.get(message.correlation_id or "")
+        # clause: send.wait-for-reply.correlated
+        waiter = self._waiters.get(message.correlation_id)  # type: ignore[arg-type]
         if waiter is None:
             LOG.debug("reference: no caller waits for reply %s (timed out?)",
                       message.correlation_id)
             return
-        if message.kind == "heartbeat":
+        if message.kind is MessageKind.HEARTBEAT:
+            # clause: rpc-incoming.heartbeat.resets-caller-timer
             waiter.last_beat = time.monotonic()
         else:
             waiter.reply = message
@@ -150,14 +171,21 @@ class ReplyRouter:
             LOG.debug("reference: reply subscription not restored: %s", exc)
 
     def close(self) -> None:
-        """Unsubscribe and wait for the restore thread (the link must be closed)."""
+        """Unsubscribe, wake waiting callers, wait for the restore thread (link closed)."""
+        broker = self._link.broker
         with self._subscribe_lock:
             self._closed = True
             consumer, self._consumer = self._consumer, None
             restorer = self._restorer
+        with broker.lock:  # signals are serialised by the broker lock (see Waiter)
+            for waiter in list(self._waiters.values()):
+                waiter.signal()
         if consumer is not None:
-            self._link.broker.unsubscribe(consumer, delete=[self.queue_key])
+            broker.unsubscribe(consumer, delete=[self.queue_key])
         else:
-            self._link.broker.delete_queue(self.queue_key)
+            broker.delete_queue(self.queue_key)
         if restorer is not None and restorer is not threading.current_thread():
-            restorer.join()
+            restorer.join(CLOSE_PATIENCE)
+            if restorer.is_alive():
+                LOG.error("reference: reply restore thread still running after %.0f s",
+                          CLOSE_PATIENCE)

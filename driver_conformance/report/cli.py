@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from driver_conformance import report as report_mod
+from driver_conformance.exitcodes import ExitCode
 from driver_conformance.report import badge, merge, render_html, render_markdown
 from driver_conformance.report import data as report_data
 
 #: Bad input (unreadable or foreign file, a badge asked for several drivers).
-EXIT_USAGE = 4
+EXIT_USAGE = ExitCode.USAGE_ERROR
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -129,10 +130,10 @@ def overall_exit(docs: list[report_data.Document]) -> int:
     """0 if every driver is compliant, 1 if any is non-compliant, else 7 (unknown)."""
     verdicts = {d["verdict"] for d in docs}
     if report_mod.NON_COMPLIANT in verdicts:
-        return report_mod.EXIT_NON_COMPLIANT
+        return ExitCode.NON_COMPLIANT
     if verdicts == {report_mod.COMPLIANT}:
-        return report_mod.EXIT_COMPLIANT
-    return report_mod.EXIT_UNKNOWN
+        return ExitCode.COMPLIANT
+    return ExitCode.UNKNOWN
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,20 +12,19 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import platform
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from driver_conformance.catalog import Catalog
+from driver_conformance import outcomes as oc
+from driver_conformance.catalog import Catalog, load_catalog
 from driver_conformance.report import KIND, OUTCOMES, SCHEMA_VERSION
 from driver_conformance.report import data as report_data
 from driver_conformance.report.redact import Redactor
-from driver_conformance.results import ScenarioResult
+from driver_conformance.results import ClauseResult, ScenarioResult
 
 #: Longest failure detail kept per scenario; the end of a traceback says the most.
 DETAIL_LIMIT = 6000
 
-DESELECTED = "deselected"
-NOT_REACHED = "never ran: the session ended before this scenario"
 
 
 def utc_now() -> str:
@@ -73,18 +72,22 @@ def environment() -> dict[str, Any]:
     }
 
 
-def scenario_entry(result: ScenarioResult, extras: Mapping[str, Any] | None) -> dict[str, Any]:
-    extras = extras or {}
+def scenario_entry(result: ScenarioResult, clause_id: str) -> dict[str, Any]:
+    """One scenario of one clause: how it judged the clause, and how it ended overall."""
+    outcome, message = result.outcome_for(clause_id)
     return {
         "nodeid": result.nodeid,
-        "outcome": result.outcome,
-        "reported": True,
+        "outcome": outcome if outcome in OUTCOMES else oc.NOT_RUN,
+        "scenario_outcome": result.outcome if result.outcome in OUTCOMES else oc.NOT_RUN,
+        "reported": result.reported,
         "duration": round(float(result.duration or 0.0), 4),
-        "message": result.message or "",
-        "detail": str(extras.get("detail") or "")[-DETAIL_LIMIT:],
+        "message": message or "",
+        "detail": (result.detail or "")[-DETAIL_LIMIT:],
         "delivery": dict(result.delivery) if result.delivery else None,
         "leaked_threads": list(result.leaked_threads),
-        "hypothesis_seed": _seed(extras.get("hypothesis_seed")),
+        "hung": list(result.hung),
+        "teardown_error": result.teardown_error,
+        "hypothesis_seed": _seed(result.hypothesis_seed),
     }
 
 
@@ -94,41 +97,17 @@ def _seed(value: Any) -> int | str | None:
     return str(value)
 
 
-def unreported_entry(nodeid: str, message: str) -> dict[str, Any]:
-    return {"nodeid": nodeid, "outcome": "not-run", "reported": False, "duration": 0.0,
-            "message": message, "detail": "", "delivery": None, "leaked_threads": [],
-            "hypothesis_seed": None}
-
-
-def clause_entries(
-    catalog: Catalog,
-    outcomes: Mapping[str, tuple[str, list[ScenarioResult]]],
-    *,
-    extras: Mapping[str, Mapping[str, Any]] | None = None,
-    collected: Mapping[str, Iterable[str]] | None = None,
-    deselected: Mapping[str, Iterable[str]] | None = None,
-) -> list[dict[str, Any]]:
-    """One entry per catalog clause, with its scenarios.
+def clause_entries(results: Iterable[ClauseResult], catalog: Catalog | None = None
+                   ) -> list[dict[str, Any]]:
+    """One entry per catalog clause, with its scenarios and, if it did not pass, why.
 
     Scenarios that were deselected, or collected but never reported (the
     session stopped early), are listed with ``reported: false``, so that a
-    reader sees *why* a required clause did not run rather than a bare NOT-RUN.
+    reader sees *why* a required clause was not judged rather than a bare NOT-RUN.
     """
-    extras = extras or {}
-    unreported: dict[str, list[tuple[str, str]]] = {}
-    for source, message in ((deselected or {}, DESELECTED), (collected or {}, NOT_REACHED)):
-        for nodeid, clause_ids in source.items():
-            for cid in clause_ids:
-                unreported.setdefault(cid, []).append((nodeid, message))
     entries = []
-    for clause in catalog:
-        outcome, results = outcomes.get(clause.id, ("not-run", []))
-        scenarios = [scenario_entry(r, extras.get(r.nodeid)) for r in results]
-        seen = {s["nodeid"] for s in scenarios}
-        for nodeid, message in unreported.get(clause.id, []):
-            if nodeid not in seen:
-                seen.add(nodeid)
-                scenarios.append(unreported_entry(nodeid, message))
+    for result in results:
+        clause = result.clause
         entries.append({
             "id": clause.id,
             "level": clause.level,
@@ -139,69 +118,38 @@ def clause_entries(
             "feature": clause.feature,
             "text": clause.text,
             "check": clause.check,
-            "outcome": outcome if outcome in OUTCOMES else "not-run",
-            "scenarios": scenarios,
+            "profiles": (catalog or load_catalog()).profiles_of(clause.id),
+            "outcome": result.outcome if result.outcome in OUTCOMES else oc.NOT_RUN,
+            "reason": result.reason,
+            "scenarios": [scenario_entry(s, clause.id) for s in result.scenarios],
         })
     return entries
-
-
-def certification_problems(clauses: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Why a run cannot certify: required clauses deselected, skipped or expected to fail.
-
-    Judged per clause, as the verdict is: a scenario that does not apply (a
-    refusal check for a feature the driver declares supported ends NOT RUN)
-    is fine as long as the clause's other scenarios ran and passed.  An
-    OPTIONAL clause reported UNSUPPORTED is the one allowed way for a required
-    clause not to pass: the driver declared the feature absent.
-    """
-    problems = []
-    for clause in clauses:
-        if not clause.get("required"):
-            continue
-        outcome = clause["outcome"]
-        what = None
-        if outcome in ("xfail", "xpass"):
-            what = "expected to fail"
-        elif outcome == "not-run":
-            # A clause no scenario checks yet is a gap in the kit, not in the
-            # run: the verdict (unknown) says so already.
-            scenarios = clause.get("scenarios", [])
-            if not scenarios:
-                continue
-            if all(s.get("message") == DESELECTED for s in scenarios):
-                what = DESELECTED
-            else:
-                what = "skipped or not run"
-        elif outcome == "unsupported" and clause["level"] != "OPTIONAL":
-            what = "skipped as unsupported"
-        if what:
-            problems.append(f"{clause['level']} clause {clause['id']} {what}")
-    return problems
 
 
 def build_document(
     *,
     clauses: list[dict[str, Any]],
-    verdict: str,
     run: dict[str, Any],
     certify: bool,
-    refusals: Iterable[str] = (),
+    problems: Iterable[str] = (),
     secret_urls: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The report document, redacted of every password in ``secret_urls``.
 
-    ``refusals`` are certification problems found before the run's results
-    (deselection, markers); the ones visible in the results are added here.
+    The verdict is computed from ``clauses`` by the one rule
+    (:func:`driver_conformance.results.verdict`); ``problems`` are why a
+    ``--certify`` run cannot certify (:func:`driver_conformance.certify.problems`).
     """
-    problems = list(refusals)
-    if certify:
-        problems += [p for p in certification_problems(clauses) if p not in problems]
+    problems = list(problems)
+    judged = report_data.judge(clauses, run)
+    verdict = judged.result
     doc = {
         "kind": KIND,
         "schema_version": SCHEMA_VERSION,
         "run": dict(run, certify=certify),
         "verdict": verdict,
-        "verdict_reasons": report_data.verdict_reasons(clauses, verdict),
+        "verdict_reasons": judged.reasons(),
+        "profiles": report_data.profiles_entry(clauses, run),
         "certification": {
             "requested": certify,
             "refused": bool(certify and problems),

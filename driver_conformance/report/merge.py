@@ -19,11 +19,12 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
+from driver_conformance.certify import problems as certification_problems
+from driver_conformance.outcomes import ORDER as OUTCOME_ORDER
 from driver_conformance.report import KIND, SCHEMA_VERSION
 from driver_conformance.report import data as report_data
 from driver_conformance.report.data import Document
-from driver_conformance.report.document import certification_problems
-from driver_conformance.results import OUTCOME_ORDER, worst
+from driver_conformance.results import worst
 
 
 def group_by_driver(docs: Iterable[Document]) -> list[list[Document]]:
@@ -73,6 +74,8 @@ def _merge_clauses(docs: list[Document]) -> list[dict[str, Any]]:
         versions = by_id[cid]
         clause = copy.deepcopy(versions[0])
         clause["outcome"] = worst(c["outcome"] for c in versions)
+        clause["reason"] = next((c.get("reason", "") for c in versions
+                                 if c["outcome"] == clause["outcome"]), "")
         clause["scenarios"] = _merge_scenarios([s for c in versions for s in c["scenarios"]])
         merged.append(clause)
     return merged
@@ -88,7 +91,6 @@ def merge(docs: list[Document]) -> Document:
         return docs[0]
     runs = [d["run"] for d in docs]
     clauses = _merge_clauses(docs)
-    verdict = report_data.verdict_of(clauses)
     run = copy.deepcopy(runs[0])
     facts: dict[str, str] = {}
     for r in runs:
@@ -124,6 +126,7 @@ def merge(docs: list[Document]) -> Document:
             "workers": r["workers"],
         } for d, r in zip(docs, runs, strict=True)],
     )
+    verdict = report_data.verdict_of(clauses, run)
     requested = run["certify"]
     reasons: list[str] = []
     if requested:
@@ -135,7 +138,8 @@ def merge(docs: list[Document]) -> Document:
         "schema_version": SCHEMA_VERSION,
         "run": run,
         "verdict": verdict,
-        "verdict_reasons": report_data.verdict_reasons(clauses, verdict),
+        "verdict_reasons": report_data.verdict_reasons(clauses, run),
+        "profiles": report_data.profiles_entry(clauses, run),
         "certification": {
             "requested": requested,
             "refused": bool(requested and reasons),

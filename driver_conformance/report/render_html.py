@@ -13,6 +13,19 @@ level and outcome), then the detail of every cell (each matrix cell links to
 its detail: the clause's sentence, and each scenario's outcome, duration,
 message, delivery counts and traceback tail).
 
+The markup lives in Jinja2 templates under ``templates/`` (``page.html.j2``
+and the macros it imports, the inline CSS and scripts beside them), so that
+the page can be read and restyled without reading Python.  This module only
+prepares the data: :func:`view_model` turns the documents into plain frozen
+dataclasses of display-ready values, and :func:`render_html` hands them to
+the template.  The template is autoescaped and strict (an attribute it names
+that the view model lacks is an error, not an empty string), and it holds no
+list of outcomes or levels: those come from :data:`driver_conformance.report.OUTCOMES`,
+:data:`driver_conformance.catalog.LEVELS` and the documents themselves, so an
+outcome added to the kit (or one from a newer kit's report) shows up in the
+filters and the cards without touching the markup, in a neutral colour until
+:data:`OUTCOME_COLOURS` gives it one.
+
 The page records its own script errors, CSP violations and resource loads
 in a hidden ``#dc-selfcheck`` element; the kit's tests read it from a
 headless browser to prove the page is self-contained and error-free.
@@ -20,9 +33,15 @@ headless browser to prove the page is self-contained and error-free.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import jinja2
+from markupsafe import Markup
 
 from driver_conformance.catalog import LEVELS
 from driver_conformance.report import OUTCOMES
@@ -40,133 +59,159 @@ OUTCOME_COLOURS = {
     "xfail": "#ffd59e",
     "xpass": "#ffd59e",
     "unsupported": "#d9d9d9",
+    "not-applicable": "#e3ecf5",
     "not-run": "#fff3a8",
 }
+#: The colour of an outcome :data:`OUTCOME_COLOURS` does not know (one added to
+#: :data:`~driver_conformance.report.OUTCOMES` since, or one in a newer kit's
+#: report): visibly a cell, but claiming neither success nor failure.
+NEUTRAL_COLOUR = "#eeeeee"
+#: The CSS class of such an outcome.  Only the keys of :data:`OUTCOME_COLOURS`
+#: become class names of their own, so no string from a document ever reaches
+#: the page's stylesheet or its class attributes.
+NEUTRAL_CLASS = "o-neutral"
 VERDICT_COLOURS = {"compliant": "#2e7d32", "non-compliant": "#c62828", "unknown": "#616161"}
+NEUTRAL_VERDICT_COLOUR = "#616161"
 
-_SELFCHECK_JS = """
-(function () {
-  var d = {errors: [], violations: [], resources: []};
-  function dump() {
-    d.resources = performance.getEntriesByType("resource").map(function (r) { return r.name; });
-    var el = document.getElementById("dc-selfcheck");
-    if (el) { el.textContent = JSON.stringify(d); }
-  }
-  window.addEventListener("error", function (e) {
-    var t = e.target;
-    if (t && t !== window) { d.errors.push("failed to load " + (t.src || t.href || t.tagName)); }
-    else { d.errors.push(String(e.message) + " at " + e.filename + ":" + e.lineno); }
-    dump();
-  }, true);
-  window.addEventListener("unhandledrejection", function (e) {
-    d.errors.push("unhandled rejection: " + String(e.reason)); dump();
-  });
-  document.addEventListener("securitypolicyviolation", function (e) {
-    d.violations.push(e.violatedDirective + " " + e.blockedURI); dump();
-  });
-  var original = console.error;
-  console.error = function () {
-    d.errors.push(Array.prototype.join.call(arguments, " ")); dump();
-    return original.apply(console, arguments);
-  };
-  document.addEventListener("DOMContentLoaded", dump);
-  window.addEventListener("load", function () { dump(); setTimeout(dump, 0); });
-})();
-"""
-
-_FILTER_JS = """
-(function () {
-  var form = document.getElementById("filters");
-  var rows = Array.prototype.slice.call(document.querySelectorAll("#matrix tr.clause"));
-  var groups = Array.prototype.slice.call(document.querySelectorAll("#matrix tbody"));
-  function checked(name) {
-    var on = {};
-    form.querySelectorAll("input[name=" + name + "]").forEach(function (box) {
-      if (box.checked) { on[box.value] = true; }
-    });
-    return on;
-  }
-  function apply() {
-    var levels = checked("level"), outcomes = checked("outcome"), shown = 0;
-    rows.forEach(function (row) {
-      var visible = levels[row.dataset.level] === true &&
-        row.dataset.outcomes.split(" ").some(function (o) { return outcomes[o] === true; });
-      row.hidden = !visible;
-      if (visible) { shown += 1; }
-    });
-    groups.forEach(function (body) {
-      body.hidden = body.querySelector("tr.clause:not([hidden])") === null;
-    });
-    document.getElementById("shown").textContent = shown + " of " + rows.length + " clauses shown";
-  }
-  // "?level=MUST,DERIVED&outcome=fail,error" presets the filters, so that a
-  // CI link can open the page on the failures alone.
-  var query = new URLSearchParams(window.location.search);
-  ["level", "outcome"].forEach(function (name) {
-    if (!query.has(name)) { return; }
-    var wanted = query.get(name).split(",");
-    form.querySelectorAll("input[name=" + name + "]").forEach(function (box) {
-      box.checked = wanted.indexOf(box.value) >= 0;
-    });
-  });
-  form.addEventListener("change", apply);
-  form.hidden = false;
-  apply();
-})();
-"""
-
-_CSS = """
-:root { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #1b1b1b; }
-body { margin: 1.5rem; max-width: 110rem; }
-h1 { font-size: 1.5rem; margin: 0 0 .25rem; }
-h2 { font-size: 1.2rem; margin: 2rem 0 .5rem; }
-code, pre { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: .85em; }
-.muted { color: #555; }
-.cards { display: flex; flex-wrap: wrap; gap: 1rem; }
-.card { border: 1px solid #ccc; border-radius: 6px; padding: .75rem 1rem; min-width: 22rem; }
-.card h2 { margin: 0 0 .5rem; font-size: 1.1rem; }
-.verdict { display: inline-block; color: #fff; border-radius: 4px; padding: .1rem .5rem;
-           font-weight: 600; }
-.card table { border-collapse: collapse; margin: .5rem 0; }
-.card td, .card th { padding: .1rem .5rem; text-align: right; border-bottom: 1px solid #eee; }
-.card td:first-child, .card th:first-child { text-align: left; }
-dl.meta { display: grid; grid-template-columns: max-content auto; gap: 0 .75rem; margin: .5rem 0 0;
-          font-size: .85rem; }
-dl.meta dt { color: #555; }
-dl.meta dd { margin: 0; overflow-wrap: anywhere; }
-ul.reasons { margin: .25rem 0; padding-left: 1.2rem; font-size: .85rem; }
-#filters { margin: 1rem 0; display: flex; flex-wrap: wrap; gap: 1rem; align-items: center; }
-#filters fieldset { border: 1px solid #ccc; border-radius: 4px; padding: .25rem .75rem; }
-#filters label { margin-right: .6rem; white-space: nowrap; }
-table.matrix { border-collapse: collapse; }
-table.matrix th, table.matrix td { border: 1px solid #ccc; padding: .2rem .5rem; }
-table.matrix thead th { position: sticky; top: 0; background: #f5f5f5; }
-table.matrix tr.area th { background: #eceff1; text-align: left; text-transform: capitalize; }
-table.matrix td.cell { text-align: center; min-width: 7rem; padding: 0; }
-table.matrix td.cell a { display: block; padding: .2rem .5rem; color: #1b1b1b;
-                         text-decoration: none; }
-table.matrix td.cell a:hover { text-decoration: underline; }
-.lv { font-size: .75rem; font-weight: 600; }
-article.detail { border-left: 4px solid #ccc; padding: .25rem .75rem; margin: .75rem 0; }
-article.detail:target { outline: 2px solid #1565c0; }
-article.detail h4 { margin: .2rem 0; font-size: 1rem; }
-article.detail p { margin: .2rem 0; }
-table.scen { border-collapse: collapse; font-size: .85rem; margin: .3rem 0; }
-table.scen th, table.scen td { border: 1px solid #ddd; padding: .15rem .4rem; text-align: left;
-                               vertical-align: top; }
-pre.tb { background: #f7f7f7; padding: .5rem; overflow-x: auto; max-height: 24rem; }
-"""
+#: The count columns of a driver's card, each adding up one or more outcomes:
+#: a card answers "how many failed", the details tell a failure from an error.
+#: An outcome none of these names gets a column of its own after them.
+CARD_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("pass", ("pass",)),
+    ("fail", ("fail", "error")),
+    ("xfail", ("xfail", "xpass")),
+    ("not run", ("not-run",)),
+    ("unsupported", ("unsupported",)),
+    ("not applicable", ("not-applicable",)),
+)
+#: Scenario outcomes whose traceback is shown unfolded: the ones a reader came for.
+UNFOLDED = ("fail", "error")
+#: Reasons listed on a card before the rest are summed up as "... N more".
+CARD_REASONS = 6
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+# -- the view model ----------------------------------------------------------------------
+# Every value is display-ready (formatted, defaulted) and unescaped: escaping
+# is the template's, so that nothing can be escaped twice or not at all.
+@dataclass(frozen=True, slots=True)
+class OutcomeStyle:
+    """A CSS class of the page and its colour."""
+
+    css: str
+    colour: str
 
 
-def _outcome_css() -> str:
-    rules = [f".o-{o} {{ background: {c}; }}" for o, c in OUTCOME_COLOURS.items()]
-    rules += [f"article.detail.o-{o} {{ border-left-color: {c}; background: none; }}"
-              for o, c in OUTCOME_COLOURS.items()]
-    return "\n".join(rules)
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One checkbox of the outcome filter, in its outcome's colour."""
+
+    value: str
+    css: str
+
+
+@dataclass(frozen=True, slots=True)
+class CountRow:
+    """A card's counts for one level: clauses, one number per count column, pass rate."""
+
+    level: str
+    clauses: int
+    counts: tuple[int, ...]
+    pass_rate: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    verdict_colour: str
+    headline: str
+    reasons: tuple[str, ...]
+    more_reasons: int
+    rows: tuple[CountRow, ...]
+    meta: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """A matrix cell: one driver's outcome for one clause, linking to its detail."""
+
+    outcome: str
+    css: str
+    href: str
+
+
+@dataclass(frozen=True, slots=True)
+class MatrixRow:
+    id: str
+    level: str
+    text: str
+    outcomes: str
+    cells: tuple[Cell | None, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Area:
+    name: str
+    rows: tuple[MatrixRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioRow:
+    nodeid: str
+    outcome: str
+    css: str
+    runs: int | None
+    duration: str
+    message: str
+    delivery: str
+    seed: str
+    leaked_threads: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Traceback:
+    nodeid: str
+    text: str
+    unfolded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Detail:
+    """The detail of one clause for one driver, the target of a matrix cell."""
+
+    anchor: str
+    clause_id: str
+    outcome: str
+    css: str
+    level: str
+    feature: str | None
+    text: str
+    method: str
+    source: str
+    scenarios: tuple[ScenarioRow, ...]
+    tracebacks: tuple[Traceback, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One driver: a card, a matrix column and a block of details."""
+
+    anchor: str
+    label: str
+    finished_at: str
+    card: Card
+    details: tuple[Detail, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    title: str
+    csp: str
+    outcome_styles: tuple[OutcomeStyle, ...]
+    count_headings: tuple[str, ...]
+    columns: tuple[Column, ...]
+    panel: Markup
+    levels: tuple[str, ...]
+    outcomes: tuple[Choice, ...]
+    areas: tuple[Area, ...]
 
 
 def detail_id(column: int, clause_id: str) -> str:
@@ -174,63 +219,42 @@ def detail_id(column: int, clause_id: str) -> str:
     return f"d{column}-{clause_id}"
 
 
-def render_html(docs: list[Document], *, title: str = "oslo.messaging driver conformance",
-                bench: list[dict[str, Any]] | None = None) -> str:
-    """The HTML page for ``docs`` (already merged, one per driver: the matrix columns).
+def outcome_class(outcome: str) -> str:
+    """The CSS class that colours ``outcome``: its own if it has a colour, else the neutral one."""
+    return f"o-{outcome}" if outcome in OUTCOME_COLOURS else NEUTRAL_CLASS
 
-    ``bench`` documents (``driver-conformance bench --json``), when given, add
-    a performance panel after the driver cards.
+
+def _ordered(known: Iterable[str], found: Iterable[str]) -> list[str]:
+    """``known`` in its order, then whatever else was ``found``, in first-seen order.
+
+    The page lists what the kit knows and what the documents hold: a level or
+    outcome missing from a filter would hide its rows for good.
     """
-    from driver_conformance.bench.render import render_panel
-
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{_e(CSP)}">',
-        '<meta name="referrer" content="no-referrer">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        '<link rel="icon" href="data:,">',
-        f"<title>{_e(title)}</title>",
-        f"<script>{_SELFCHECK_JS}</script>",
-        f"<style>{_CSS}\n{_outcome_css()}</style>",
-        "</head><body>",
-        f"<header><h1>{_e(title)}</h1>",
-        f'<p class="muted">{len(docs)} driver(s); '
-        + "; ".join(f"{_e(report_data.label(d))}: run finished {_e(d['run']['finished_at'])}"
-                    for d in docs)
-        + "</p></header>",
-        '<section class="cards" id="drivers">',
-        *(_card(i, doc) for i, doc in enumerate(docs)),
-        "</section>",
-        render_panel(bench or []),
-        '<p class="muted">Pass rate: passed / (clauses &minus; unsupported); UNSUPPORTED optional '
-        "features are shown on their own and never counted as passed.</p>",
-        "<h2>Clauses</h2>",
-        _filters(docs),
-        _matrix(docs),
-        '<section id="details"><h2>Details</h2>',
-        *(_details(i, doc) for i, doc in enumerate(docs)),
-        "</section>",
-        '<pre id="dc-selfcheck" hidden></pre>',
-        f"<script>{_FILTER_JS}</script>",
-        "</body></html>",
-    ]
-    return "\n".join(parts) + "\n"
+    return list(dict.fromkeys([*known, *found]))
 
 
-def _card(column: int, doc: Document) -> str:
+def _page_outcomes(docs: Sequence[Document]) -> list[str]:
+    return _ordered(OUTCOMES, (
+        o for d in docs for c in d["clauses"]
+        for o in (c["outcome"], *(s["outcome"] for s in c.get("scenarios", [])))))
+
+
+def _count_columns(outcomes: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+    grouped = {o for _, members in CARD_COLUMNS for o in members}
+    extra = [(o.replace("-", " "), (o,)) for o in outcomes if o not in grouped]
+    return [*CARD_COLUMNS, *extra]
+
+
+def _card(doc: Document, columns: Sequence[tuple[str, tuple[str, ...]]]) -> Card:
     run = doc["run"]
-    verdict = doc["verdict"]
     rows = []
     for level, entry in doc["counts"].items():
         o = entry["outcomes"]
         rate = entry["pass_rate"]
-        rows.append(
-            f"<tr><td>{_e(level)}</td><td>{entry['clauses']}</td><td>{o.get('pass', 0)}</td>"
-            f"<td>{o.get('fail', 0) + o.get('error', 0)}</td>"
-            f"<td>{o.get('xfail', 0) + o.get('xpass', 0)}</td><td>{o.get('not-run', 0)}</td>"
-            f"<td>{o.get('unsupported', 0)}</td>"
-            f"<td>{'&ndash;' if rate is None else f'{rate:.0%}'}</td></tr>")
+        rows.append(CountRow(
+            level=str(level), clauses=entry["clauses"],
+            counts=tuple(sum(o.get(m, 0) for m in members) for _, members in columns),
+            pass_rate=None if rate is None else f"{rate:.0%}"))
     meta: list[tuple[str, Any]] = [
         ("adapter", f"{run['adapter']} ({(run.get('adapter_package') or {}).get('name') or '?'})"),
         ("driver", f"{run['driver']} {(run.get('driver_package') or {}).get('version') or ''}"),
@@ -248,6 +272,16 @@ def _card(column: int, doc: Document) -> str:
     ]
     if run.get("sources"):
         meta.append(("merged from", f"{len(run['sources'])} runs"))
+    configuration = run.get("configuration") or {}
+    if configuration.get("files"):
+        meta.append(("configuration files", ", ".join(configuration["files"])))
+    judged = report_data.configuration_of(doc)
+    if judged:
+        meta.append(("configuration judged", ", ".join(f"{k}={v}" for k, v in judged.items())))
+    overridden = [o for o in configuration.get("overrides", []) if o.get("over_user_value")]
+    if overridden:
+        meta.append(("overridden by the kit", "; ".join(
+            f"[{o['group']}] {o['option']}={o['value']} ({o['reason']})" for o in overridden)))
     if run.get("capabilities"):
         caps = run["capabilities"]
         meta.append(("capabilities", ", ".join(
@@ -263,103 +297,124 @@ def _card(column: int, doc: Document) -> str:
         meta.append(("certification", "certified" if cert["certified"]
                      else "refused" if cert["refused"] else "not certified"))
     reasons = doc.get("verdict_reasons", []) + (cert["reasons"] if cert["refused"] else [])
-    return (
-        f'<div class="card" id="driver-{column}"><h2>{_e(report_data.label(doc))}</h2>'
-        f'<span class="verdict" style="background:{VERDICT_COLOURS.get(verdict, "#616161")}">'
-        f"{_e(report_data.headline(doc))}</span>"
-        + (f'<ul class="reasons">{"".join(f"<li>{_e(r)}</li>" for r in reasons[:6])}'
-           + (f"<li>… {len(reasons) - 6} more</li>" if len(reasons) > 6 else "") + "</ul>"
-           if reasons else "")
-        + "<table><tr><th>level</th><th>clauses</th><th>pass</th><th>fail</th>"
-        "<th>xfail</th><th>not run</th><th>unsupported</th><th>pass rate</th></tr>"
-        + "".join(rows) + "</table>"
-        + '<details><summary>run</summary><dl class="meta">'
-        + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in meta)
-        + "</dl></details></div>"
+    return Card(
+        verdict_colour=VERDICT_COLOURS.get(doc["verdict"], NEUTRAL_VERDICT_COLOUR),
+        headline=report_data.headline(doc),
+        reasons=tuple(str(r) for r in reasons[:CARD_REASONS]),
+        more_reasons=max(0, len(reasons) - CARD_REASONS),
+        rows=tuple(rows),
+        meta=tuple((k, str(v)) for k, v in meta),
     )
 
 
-def _filters(docs: list[Document]) -> str:
-    levels = [lv for lv in LEVELS if any(lv in d["counts"] for d in docs)]
-    boxes_l = "".join(f'<label><input type="checkbox" name="level" value="{_e(lv)}" checked> '
-                      f"{_e(lv)}</label>" for lv in levels)
-    boxes_o = "".join(f'<label class="o-{o}"><input type="checkbox" name="outcome" '
-                      f'value="{o}" checked> {o}</label>' for o in OUTCOMES)
-    return (f'<form id="filters" hidden><fieldset><legend>Level</legend>{boxes_l}</fieldset>'
-            f"<fieldset><legend>Outcome</legend>{boxes_o}</fieldset>"
-            '<span id="shown" class="muted"></span></form>')
+def _scenario(s: dict[str, Any]) -> ScenarioRow:
+    delivery = s.get("delivery")
+    return ScenarioRow(
+        nodeid=str(s["nodeid"]), outcome=str(s["outcome"]), css=outcome_class(s["outcome"]),
+        runs=s.get("runs") or None,
+        duration=f"{s['duration']:.2f}s",
+        message=str(s["message"]),
+        delivery=", ".join(f"{k} {v}" for k, v in delivery.items()) if delivery else "",
+        seed="" if s.get("hypothesis_seed") is None else str(s["hypothesis_seed"]),
+        leaked_threads=", ".join(s["leaked_threads"]) if s.get("leaked_threads") else None,
+    )
 
 
-def _matrix(docs: list[Document]) -> str:
+def _detail(column: int, clause: dict[str, Any]) -> Detail:
+    lines = list(report_data.scenario_lines(clause))
+    return Detail(
+        anchor=detail_id(column, clause["id"]), clause_id=clause["id"],
+        outcome=clause["outcome"], css=outcome_class(clause["outcome"]),
+        level=clause["level"], feature=clause.get("feature") or None,
+        text=clause.get("text", ""), method=clause.get("method", ""),
+        source=clause.get("source", ""),
+        scenarios=tuple(_scenario(s) for s in lines),
+        tracebacks=tuple(Traceback(nodeid=str(s["nodeid"]), text=str(s["detail"]),
+                                   unfolded=s["outcome"] in UNFOLDED)
+                         for s in lines if s.get("detail")),
+    )
+
+
+def _areas(docs: Sequence[Document]) -> list[Area]:
     by_doc = [{c["id"]: c for c in d["clauses"]} for d in docs]
-    head = "".join(f'<th scope="col"><a href="#driver-{i}">{_e(report_data.label(d))}</a></th>'
-                   for i, d in enumerate(docs))
-    out = ['<table class="matrix" id="matrix"><thead><tr><th scope="col">clause</th>'
-           f'<th scope="col">level</th>{head}</tr></thead>']
-    for area, clauses in report_data.matrix_rows(docs):
-        out.append(f'<tbody data-area="{_e(area)}"><tr class="area">'
-                   f'<th colspan="{2 + len(docs)}">{_e(area)}</th></tr>')
+    areas = []
+    for area, clauses in report_data.matrix_rows(list(docs)):
+        rows = []
         for clause in clauses:
-            cells, outcomes = [], []
+            cells: list[Cell | None] = []
             for column, lookup in enumerate(by_doc):
                 entry = lookup.get(clause["id"])
-                if entry is None:
-                    cells.append('<td class="cell">&ndash;</td>')
-                    continue
-                outcome = entry["outcome"]
-                outcomes.append(outcome)
-                cells.append(f'<td class="cell o-{outcome}"><a href="#'
-                             f'{_e(detail_id(column, clause["id"]))}">{outcome}</a></td>')
-            out.append(
-                f'<tr class="clause" data-level="{_e(clause["level"])}" '
-                f'data-outcomes="{_e(" ".join(sorted(set(outcomes))))}">'
-                f'<td><code title="{_e(clause.get("text", ""))}">{_e(clause["id"])}</code></td>'
-                f'<td class="lv">{_e(clause["level"])}</td>{"".join(cells)}</tr>')
-        out.append("</tbody>")
-    out.append("</table>")
-    return "\n".join(out)
+                cells.append(None if entry is None else Cell(
+                    outcome=entry["outcome"], css=outcome_class(entry["outcome"]),
+                    href=f"#{detail_id(column, clause['id'])}"))
+            outcomes = sorted({c.outcome for c in cells if c is not None})
+            rows.append(MatrixRow(id=clause["id"], level=clause["level"],
+                                  text=clause.get("text", ""), outcomes=" ".join(outcomes),
+                                  cells=tuple(cells)))
+        areas.append(Area(name=area, rows=tuple(rows)))
+    return areas
 
 
-def _delivery(counts: dict[str, int] | None) -> str:
-    if not counts:
-        return ""
-    return ", ".join(f"{k} {v}" for k, v in counts.items())
+def view_model(docs: Sequence[Document], *, title: str, panel: str = "") -> Page:
+    """What the template shows, from ``docs`` (one per driver) and a rendered bench ``panel``.
+
+    ``panel`` is HTML that :mod:`driver_conformance.bench.render` built and
+    escaped itself; it is the one value the template does not escape.
+    """
+    outcomes = _page_outcomes(docs)
+    count_columns = _count_columns(outcomes)
+    levels = _ordered((lv for lv in LEVELS if any(lv in d["counts"] for d in docs)),
+                      (str(lv) for d in docs for lv in d["counts"]))
+    return Page(
+        title=title,
+        csp=CSP,
+        outcome_styles=(*(OutcomeStyle(f"o-{o}", c) for o, c in OUTCOME_COLOURS.items()),
+                        OutcomeStyle(NEUTRAL_CLASS, NEUTRAL_COLOUR)),
+        count_headings=tuple(heading for heading, _ in count_columns),
+        columns=tuple(Column(anchor=f"driver-{i}", label=title_,
+                             finished_at=str(doc["run"]["finished_at"]),
+                             card=_card(doc, count_columns),
+                             details=tuple(_detail(i, c) for c in doc["clauses"]))
+                      for i, (doc, title_) in enumerate(
+                          zip(docs, report_data.labels(list(docs)), strict=True))),
+        panel=Markup(panel),
+        levels=tuple(levels),
+        outcomes=tuple(Choice(o, outcome_class(o)) for o in outcomes),
+        areas=tuple(_areas(docs)),
+    )
 
 
-def _details(column: int, doc: Document) -> str:
-    out = [f"<h3>{_e(report_data.label(doc))}</h3>"]
-    for clause in doc["clauses"]:
-        outcome = clause["outcome"]
-        scen_rows = []
-        tracebacks = []
-        for s in report_data.scenario_lines(clause):
-            seed = "" if s.get("hypothesis_seed") is None else s["hypothesis_seed"]
-            runs = f" &times;{s['runs']}" if s.get("runs") else ""
-            scen_rows.append(
-                f'<tr><td><code>{_e(s["nodeid"])}</code></td>'
-                f'<td class="o-{_e(s["outcome"])}">{_e(s["outcome"])}{runs}</td>'
-                f'<td>{s["duration"]:.2f}s</td><td>{_e(s["message"])}</td>'
-                f"<td>{_e(_delivery(s.get('delivery')))}</td><td>{_e(seed)}</td></tr>")
-            if s.get("leaked_threads"):
-                scen_rows.append(f'<tr><td colspan="6">leaked threads: '
-                                 f'{_e(", ".join(s["leaked_threads"]))}</td></tr>')
-            if s.get("detail"):
-                opened = " open" if s["outcome"] in ("fail", "error") else ""
-                tracebacks.append(f"<details{opened}><summary>{_e(s['nodeid'])}</summary>"
-                                  f'<pre class="tb">{_e(s["detail"])}</pre></details>')
-        table = ('<table class="scen"><tr><th>scenario</th><th>outcome</th><th>duration</th>'
-                 "<th>message</th><th>delivery</th><th>seed</th></tr>"
-                 + "".join(scen_rows) + "</table>") if scen_rows else \
-            '<p class="muted">No scenario checks this clause.</p>'
-        feature = f", feature {_e(clause['feature'])}" if clause.get("feature") else ""
-        out.append(
-            f'<article class="detail o-{_e(outcome)}" id="{_e(detail_id(column, clause["id"]))}">'
-            f'<h4><code>{_e(clause["id"])}</code>: {_e(outcome)} '
-            f'<span class="lv">{_e(clause["level"])}{feature}</span></h4>'
-            f"<p>{_e(clause.get('text', ''))}</p>"
-            f'<p class="muted">{_e(clause.get("method", ""))} ({_e(clause.get("source", ""))})'
-            f"</p>{table}{''.join(tracebacks)}</article>")
-    return "\n".join(out)
+# -- rendering ---------------------------------------------------------------------------
+@functools.cache
+def environment() -> jinja2.Environment:
+    """The Jinja2 environment of the page's templates (made once; templates are cached).
+
+    ``PackageLoader`` reads the templates through the package's resources, so
+    an installed (non-editable, even zipped) kit finds them as a checkout does.
+    ``StrictUndefined`` turns a misspelt field into an error at render time
+    rather than a silently blank cell; autoescaping covers every value.
+    """
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("driver_conformance.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render_html(docs: list[Document], *, title: str = "oslo.messaging driver conformance",
+                bench: list[dict[str, Any]] | None = None) -> str:
+    """The HTML page for ``docs`` (already merged, one per driver: the matrix columns).
+
+    ``bench`` documents (``driver-conformance bench --json``), when given, add
+    a performance panel after the driver cards.
+    """
+    from driver_conformance.bench.render import render_panel
+
+    page = view_model(docs, title=title, panel=render_panel(bench or []))
+    return environment().get_template("page.html.j2").render(page=page)
 
 
 def selfcheck(dom: str) -> dict[str, Any] | None:

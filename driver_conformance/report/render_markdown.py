@@ -18,7 +18,7 @@ from driver_conformance.report.data import Document
 
 _ICON = {
     "pass": "✅", "fail": "❌", "error": "💥", "xfail": "⚠️", "xpass": "⚠️",
-    "unsupported": "⚪", "not-run": "⏸️",
+    "unsupported": "⚪", "not-applicable": "🔘", "not-run": "⏸️",
 }
 _VERDICT_ICON = {COMPLIANT: "✅", NON_COMPLIANT: "❌"}
 #: Failing clauses listed per driver before "... and N more".
@@ -43,12 +43,14 @@ def _level_cell(entry: dict[str, Any] | None) -> str:
     if not entry:
         return "&ndash;"
     outcomes = entry["outcomes"]
-    applicable = entry["clauses"] - outcomes.get("unsupported", 0)
+    applicable = (entry["clauses"] - outcomes.get("unsupported", 0)
+                  - outcomes.get("not-applicable", 0))
     text = f"{outcomes.get('pass', 0)}/{applicable}"
     extra = [f"{outcomes[o]} {o}" for o in ("fail", "error", "xfail", "xpass", "not-run")
              if outcomes.get(o)]
-    if outcomes.get("unsupported"):
-        extra.append(f"{outcomes['unsupported']} unsupported")
+    for outcome in ("unsupported", "not-applicable"):
+        if outcomes.get(outcome):
+            extra.append(f"{outcomes[outcome]} {outcome}")
     return text + (f" ({', '.join(extra)})" if extra else "")
 
 
@@ -61,22 +63,27 @@ def render_markdown(docs: list[Document], *, title: str = "oslo.messaging driver
     lines = [f"## {cell(title)}", ""]
     lines.append("| Driver | Verdict | " + " | ".join(levels) + " |")
     lines.append("|---|---|" + "---|" * len(levels))
-    for doc in docs:
+    titles = report_data.labels(docs)
+    for doc, column in zip(docs, titles, strict=True):
         icon = _VERDICT_ICON.get(doc["verdict"], "❔")
-        lines.append(f"| {cell(report_data.label(doc))} | {icon} "
+        lines.append(f"| {cell(column)} | {icon} "
                      f"**{report_data.headline(doc)}** | "
                      + " | ".join(_level_cell(doc["counts"].get(lv)) for lv in levels) + " |")
     lines += ["", "Per level: clauses passed / clauses that apply (UNSUPPORTED optional "
-              "features are not counted)."]
-    for doc in docs:
-        lines += ["", *_driver_section(doc)]
+              "features and NOT APPLICABLE clauses are not counted)."]
+    for doc, column in zip(docs, titles, strict=True):
+        lines += ["", *_driver_section(doc, column)]
     lines += ["", *_matrix(docs)]
     return "\n".join(lines) + "\n"
 
 
-def _driver_section(doc: Document) -> list[str]:
+def _driver_section(doc: Document, column: str) -> list[str]:
     run = doc["run"]
-    out = [f"### {cell(report_data.label(doc))}: {report_data.headline(doc)}", ""]
+    out = [f"### {cell(column)}: {report_data.headline(doc)}", ""]
+    judged = report_data.configuration_of(doc)
+    if judged:
+        out += ["Configuration judged: " + ", ".join(
+            f"`{cell(k)}={cell(v)}`" for k, v in judged.items()), ""]
     meta = [
         f"kit {run['kit_version']}",
         f"oslo.messaging {run['oslo_messaging_version']}",
@@ -130,7 +137,7 @@ def _driver_section(doc: Document) -> list[str]:
 def _matrix(docs: list[Document]) -> list[str]:
     outcome = [{c["id"]: c["outcome"] for c in doc["clauses"]} for doc in docs]
     out = ["<details><summary>All clauses</summary>", "",
-           "| Area | Clause | Level | " + " | ".join(cell(report_data.label(d)) for d in docs)
+           "| Area | Clause | Level | " + " | ".join(cell(t) for t in report_data.labels(docs))
            + " |",
            "|---|---|---|" + "---|" * len(docs)]
     for area, clauses in report_data.matrix_rows(docs):

@@ -4,6 +4,20 @@ They live here rather than in the kit proper because they encode how the
 scenarios of this suite observe a driver (a ``key`` in every message, a
 blocking call played out on its own thread); the kit's fixtures stay neutral.
 The leading underscore keeps the module out of scenario collection.
+
+One name for each job, so scenario modules do not grow their own:
+
+* sending: :func:`send_keyed` (a cast), :func:`publish` (a notification),
+  :func:`notification_targets` (the addresses the public API forms);
+* receiving: :func:`key_of` (the key of a received body), :func:`record` (an
+  inbox hook feeding the history), :class:`Tally` (keys by listener),
+  :class:`Collected` (what a public-API endpoint was handed);
+* blocking calls: :class:`Pending`, started by :func:`background` or
+  :func:`call_in_background`;
+* poll-style listeners: :func:`polling` and its :class:`Poller`, which the
+  scenario releases itself, relying on the stop and cleanup clauses;
+* a delivered ctxt: :func:`judge_ctxt` (every sent item kept, and apart, no key
+  added), on :func:`ctxt_lost` and :func:`ctxt_added`.
 """
 
 from __future__ import annotations
@@ -25,6 +39,41 @@ from driver_conformance.kit import Kit, Subscription
 
 #: Both listener styles, for scenarios parametrized over them.
 STYLES = [CALLBACK, POLL]
+
+
+#: A ctxt and a message exercising what JSON-capable backends carry: nesting,
+#: unicode, integers, floats, booleans and None.
+CTXT: dict[str, Any] = {
+    "user_id": "usér-☃",
+    "roles": ["admin", "mémber"],
+    "request_id": None,
+    "n": 7,
+    "nested": {"k": [1, {"x": None, "y": 2.5}]},
+}
+MESSAGE: dict[str, Any] = {
+    "method": "do_thing",
+    "args": {
+        "text": "välue ☃ \u2603",
+        "i": -3,
+        "f": 0.25,
+        "flag": True,
+        "none": None,
+        "items": [1, "two", [3, {"four": 4}]],
+        "deep": {"a": {"b": {"c": "d"}}},
+    },
+}
+
+
+class TypeRecordingInbox(Inbox):
+    """An inbox that also records the type of what the driver passed to the callback."""
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__(name)
+        self.arg_types: list[type] = []
+
+    def __call__(self, incoming: list[Any]) -> None:
+        self.arg_types.append(type(incoming))
+        super().__call__(incoming)
 
 
 class Tally:
@@ -61,6 +110,15 @@ class Tally:
                 hold.wait(self.kit.timing.call_bound)
 
         return Inbox(where, on_message=on_message)
+
+    def gather(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` deliveries arrived (True) or ``timeout`` passed (False).
+
+        It does not judge: a scenario of several clauses gathers first, then
+        judges each clause on what arrived (:meth:`driver_conformance.kit.Kit.clause`).
+        """
+        with self._cond:
+            return self._cond.wait_for(lambda: self._total >= count, timeout)
 
     def wait_total(self, count: int, timeout: float) -> None:
         with self._cond:
@@ -105,6 +163,31 @@ class Tally:
             return repr({n: sorted(k) for n, k in self._at.items()})
 
 
+class Replier(Tally):
+    """A tally whose inboxes also answer the messages that ask for it (``answer`` set)."""
+
+    def inbox(self, where: str, *, hold: threading.Event | None = None) -> Inbox:
+        def on_message(message: Any) -> None:
+            key = key_of(message.message)
+            self.record(where, key)
+            if message.message.get("answer"):
+                message.reply({"key": key})
+
+        return Inbox(where, on_message=on_message)
+
+
+def subscription_addresses(listen_target: oslo_messaging.Target
+                           ) -> dict[str, oslo_messaging.Target]:
+    """The three addresses a listener on ``listen_target`` (with a server) subscribes to."""
+    exchange, topic = listen_target.exchange, listen_target.topic
+    return {
+        "topic": oslo_messaging.Target(exchange=exchange, topic=topic),
+        "server": oslo_messaging.Target(exchange=exchange, topic=topic,
+                                        server=listen_target.server),
+        "fanout": oslo_messaging.Target(exchange=exchange, topic=topic, fanout=True),
+    }
+
+
 def key_of(body: Any) -> str:
     """The scenario's ``key`` from a received body (RPC message or notification)."""
     if isinstance(body, dict):
@@ -137,13 +220,76 @@ def target(exchange: str | None, topic: str, server: str | None = None,
 
 
 def send_keyed(kit: Kit, driver: Any, to: oslo_messaging.Target, key: str, *,
-               record: bool = True) -> None:
-    """A cast carrying ``key``; recorded in the history when ``record``."""
+               record: bool = True, copies: int = 1, **extra: Any) -> None:
+    """A cast of ``{"key": key, **extra}``; recorded in the history (owing ``copies``)
+    when ``record``."""
+    body = {"key": key, **extra}
     if record:
-        with kit.sending(key):
-            kit.send(driver, to, {"key": key})
+        with kit.sending(key, copies):
+            kit.send(driver, to, body)
     else:
-        kit.send(driver, to, {"key": key})
+        kit.send(driver, to, body)
+
+
+#: The event type of every notification the scenarios publish.
+EVENT = "conformance.event"
+
+
+def publish(kit: Kit, driver: Any, exchange: str | None, topic: str, priority: str,
+            key: str, *, record: bool = True, version: float = 2.0, copies: int = 1) -> None:
+    """send_notification to ``(exchange, f"{topic}.{priority}")`` with a keyed body
+    (recorded in the history, owing ``copies``, when ``record``)."""
+    body = {"key": key, "event_type": EVENT, "priority": priority.upper(), "payload": {}}
+    to = target(exchange, f"{topic}.{priority}")
+    if record:
+        with kit.sending(key, copies):
+            kit.notify(driver, to, body, version=version)
+    else:
+        kit.notify(driver, to, body, version=version)
+
+
+def record(kit: Kit, where: str) -> Callable[[Any], None]:
+    """An inbox's ``on_message`` hook recording each receipt's key in the history."""
+    return lambda message: kit.history.received(key_of(message.message), where)
+
+
+def notification_targets(kit: Kit) -> tuple[oslo_messaging.Target,
+                                            list[tuple[oslo_messaging.Target, str]]]:
+    """(send target, targets_and_priorities) on a fresh topic, as the public Notifier and
+    notification listener form them (the send goes to ``<topic>.info``)."""
+    topic = kit.names.topic()
+    return (oslo_messaging.Target(topic=f"{topic}.info"),
+            [(oslo_messaging.Target(topic=topic), "info")])
+
+
+class Collected:
+    """What a public-API endpoint was handed, item by item (and batch by batch), with one
+    condition to wait on: the scenario waits for a count with a deadline, never a sleep."""
+
+    def __init__(self, what: str = "endpoint call(s)") -> None:
+        self.what = what
+        self._cond = threading.Condition()
+        self.items: list[Any] = []
+        self.batches: list[list[Any]] = []
+
+    def add(self, item: Any) -> int:
+        """Record one item; the number recorded so far."""
+        return self.add_batch([item])
+
+    def add_batch(self, items: list[Any]) -> int:
+        with self._cond:
+            self.batches.append(list(items))
+            self.items.extend(items)
+            self._cond.notify_all()
+            return len(self.items)
+
+    def wait_for(self, count: int, timeout: float) -> list[Any]:
+        """The items once there are ``count``; fails if they are not there within ``timeout``."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.items) >= count, timeout):
+                raise AssertionError(f"expected {count} {self.what} within {timeout:.2f}s, "
+                                     f"got {len(self.items)}: {self.items!r}")
+            return list(self.items)
 
 
 def assert_at(tally: Tally, expected: dict[str, set[str]]) -> None:
@@ -198,6 +344,11 @@ class Pending:
         assert self.finished is not None, f"{self.what} has not finished"
         return self.finished - self.started
 
+    def since(self, moment: float) -> float:
+        """Seconds from ``moment`` (a ``time.monotonic()``) to the call's end."""
+        assert self.finished is not None, f"{self.what} has not finished"
+        return self.finished - moment
+
     def outcome(self, timeout: float) -> BaseException | None:
         """Wait for the call to end; return its exception (None when it returned)."""
         if not self.done.wait(timeout):
@@ -214,6 +365,12 @@ class Pending:
         return self.value
 
 
+def background(kit: Kit, fn: Callable[..., Any], *args: Any, what: str,
+               bound: float | None = None, **kwargs: Any) -> Pending:
+    """``kit.call(fn, *args, **kwargs)`` (bounded by ``bound``) on its own thread."""
+    return Pending(lambda: kit.call(fn, *args, what=what, bound=bound, **kwargs), what)
+
+
 def call_in_background(kit: Kit, driver: Any, target: Any, message: dict[str, Any], *,
                        timeout: float | None = None, what: str = "send(wait_for_reply=True)",
                        **send_kwargs: Any) -> Pending:
@@ -221,6 +378,95 @@ def call_in_background(kit: Kit, driver: Any, target: Any, message: dict[str, An
     timeout = kit.timing.eventually if timeout is None else timeout
     return Pending(lambda: kit.send(driver, target, message, wait_for_reply=True,
                                     timeout=timeout, **send_kwargs), what)
+
+
+#: The clauses a poll scenario relies on to release its poller, and no more: a ``stop()`` or
+#: ``cleanup()`` that hangs is judged by their own scenarios, and leaves the others NOT RUN.
+POLL_STOP = "poll.stop.unblocks"
+POLL_CLEANUP = "poll.cleanup.blocks"
+
+
+class Poller:
+    """The ``PollStyleListener`` behind one ``listen()``; the scenario is its only poller.
+
+    The scenario stops and cleans it up itself, each call bounded (:meth:`release`),
+    so that nothing it started is left to the fixture's teardown.
+    """
+
+    def __init__(self, kit: Kit, listener: Any) -> None:
+        self.kit = kit
+        self.poller = kit.poll_style(listener)
+        self.stopped = False
+        self.cleaned = False
+
+    def poll(self, *, timeout: float | None, batch_size: int = 1,
+             batch_timeout: float | None = None, bound: float | None = None) -> Any:
+        return self.kit.call(self.poller.poll, timeout=timeout, batch_size=batch_size,
+                             batch_timeout=batch_timeout, bound=bound, what="poll()")
+
+    def poll_in_background(self, *, timeout: float | None, batch_size: int = 1,
+                           batch_timeout: float | None = None) -> Pending:
+        return background(self.kit, self.poller.poll, timeout=timeout, batch_size=batch_size,
+                          batch_timeout=batch_timeout, what="poll()",
+                          bound=self.kit.timing.eventually * 2)
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.kit.call(self.poller.stop, what="PollStyleListener.stop()")
+
+    def cleanup(self) -> None:
+        self.cleaned = True
+        self.kit.call(self.poller.cleanup, what="PollStyleListener.cleanup()")
+
+    def release(self) -> None:
+        """Stop and clean up what is still running, relying on the stop and cleanup clauses.
+
+        ``cleanup()`` is called even when ``stop()`` failed, so the poller's resources
+        go; the first failure then ends the scenario NOT RUN, naming the clause.
+        """
+        failure: BaseException | None = None
+        for done, step, clause in ((self.stopped, self.stop, POLL_STOP),
+                                   (self.cleaned, self.cleanup, POLL_CLEANUP)):
+            if done:
+                continue
+            try:
+                with self.kit.relying_on(clause):
+                    step()
+            except pytest.skip.Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def release_after(self, failure: BaseException) -> None:
+        """:meth:`release` once the scenario failed: a second failure becomes a note on
+        the first, which stays the scenario's verdict."""
+        try:
+            self.release()
+        except (Exception, pytest.skip.Exception) as second:  # noted on the first failure
+            failure.add_note(f"driver-conformance: releasing the poller then failed too: "
+                             f"{type(second).__name__}: {second}")
+
+
+@contextlib.contextmanager
+def polling(kit: Kit, *, clause: str | None = None
+            ) -> Iterator[tuple[Any, oslo_messaging.Target, Poller]]:
+    """A poll-style driver, a target and its un-started poller, released after the block.
+
+    With ``clause``, the block is that clause's judgment, so a poller that then fails
+    to stop or clean up leaves the clause judged (:meth:`Poller.release`).
+    """
+    kit.require("rpc")
+    driver = kit.driver(listener_style=POLL)
+    target = kit.names.target(server=True)
+    listener = kit.call(driver.listen, target, 1, None, what="driver.listen()")
+    poller = Poller(kit, listener)
+    try:
+        with kit.clause(clause) if clause else contextlib.nullcontext():
+            yield driver, target, poller
+    except BaseException as failure:
+        poller.release_after(failure)
+        raise
+    poller.release()
 
 
 def serve(kit: Kit, *, inbox: Inbox | None = None, **driver_kwargs: Any
@@ -251,9 +497,97 @@ def expect_raises(pending: Pending, expected: type[BaseException], timeout: floa
     return error
 
 
+def expect_failure(kit: Kit, pending: Pending, expected: type[BaseException], timeout: float,
+                   *, clause: str | None = None, family: str | None = None) -> BaseException:
+    """Judge a call that must fail: ``clause`` judges that it ends within ``timeout`` and
+    raises ``expected``; ``family`` (a clause such as ``send.errors.messaging-exception``)
+    judges, in between, that what it raised is a MessagingException at all.  A scenario
+    of one clause gives neither: the scenario is its judgment."""
+
+    def judging(cid: str | None) -> contextlib.AbstractContextManager[None]:
+        return kit.clause(cid) if cid else contextlib.nullcontext()
+
+    with judging(clause):
+        error = pending.outcome(timeout)
+    with judging(family):
+        if family and error is not None and not isinstance(
+                error, oslo_messaging.MessagingException):
+            pytest.fail(f"{pending.what}: expected a MessagingException, it raised "
+                        f"{type(error).__module__}.{type(error).__name__}: {error}")
+    with judging(clause):
+        return expect_raises(pending, expected, timeout)
+
+
+def attempt(call: Callable[[], Any]) -> Any:
+    """``call()``'s value, or the exception it raised, to be judged afterwards."""
+    try:
+        return call()
+    except Exception as exc:
+        return exc
+
+
+def spy_incoming(driver: Any, on_incoming: Callable[[Any], None] | None = None
+                 ) -> list[Any]:
+    """Every incoming message the listeners ``driver`` makes from now on hand to their
+    callback (a public-API server's), recorded as it passes (and handed to
+    ``on_incoming`` first); the callback is unchanged."""
+    seen: list[Any] = []
+    listen = driver.listen
+
+    def spying_listen(*args: Any, **kwargs: Any) -> Any:
+        listener = listen(*args, **kwargs)
+        start = listener.start
+
+        def spying_start(callback: Callable[[list[Any]], Any]) -> Any:
+            def record(incoming: list[Any]) -> Any:
+                for message in incoming:
+                    if on_incoming is not None:
+                        on_incoming(message)
+                seen.extend(incoming)
+                return callback(incoming)
+
+            return start(record)
+
+        listener.start = spying_start
+        return listener
+
+    driver.listen = spying_listen
+    return seen
+
+
 def raise_and_capture(exc: BaseException) -> Any:
     """``sys.exc_info()`` of ``exc`` raised and caught here (a real traceback included)."""
     try:
         raise exc
     except BaseException:
         return sys.exc_info()
+
+
+# -- what a delivered ctxt kept and gained -----------------------------------------------
+
+_MISSING = object()  # a ctxt key that is not there
+
+
+def ctxt_lost(sent: dict[str, Any], got: Any) -> dict[str, Any]:
+    """The items of ``sent`` that ``got`` lacks or holds with another value."""
+    got = got if isinstance(got, dict) else {}
+    return {k: v for k, v in sent.items() if got.get(k, _MISSING) != v}
+
+
+def ctxt_added(sent: dict[str, Any], got: Any) -> list[str]:
+    """The keys of ``got`` the sender never sent."""
+    return sorted(str(k) for k in got if k not in sent) if isinstance(got, dict) else []
+
+
+def judge_ctxt(kit: Kit, got_ctxt: Any, got_message: Any, message: Any) -> None:
+    """Judge the MUST (every sent item arrives, and the message) and, apart, the DERIVED
+    clause that the driver adds no key of its own to the ctxt."""
+    with kit.clause("incoming.content.ctxt-and-message", soft=True):
+        lost = ctxt_lost(CTXT, got_ctxt)
+        assert not lost, (f"expected every sent ctxt item to arrive with its value; lost or "
+                          f"changed: {lost!r} (received ctxt {got_ctxt!r})")
+        assert got_message == message, f"expected message {message!r}, received {got_message!r}"
+    with kit.clause("incoming.content.ctxt-no-added-keys", soft=True):
+        added = ctxt_added(CTXT, got_ctxt)
+        assert not added, (f"expected the ctxt to hold only the keys sent; the driver added "
+                           f"{added} (received ctxt {got_ctxt!r})")

@@ -17,6 +17,7 @@ requeue and the public API acknowledges them after processing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any
@@ -26,6 +27,8 @@ import pytest
 
 from driver_conformance import faults, outcomes
 from driver_conformance.inbox import Inbox
+from driver_conformance.kit import Kit
+from driver_conformance.scenarios._support import Collected, notification_targets
 
 METHODS = [
     pytest.param("acknowledge", marks=pytest.mark.clause("incoming.acknowledge.no-raise"),
@@ -44,49 +47,24 @@ LOGGED = [
 FAULTS = [faults.OUTAGE, faults.CUT]
 
 
-def notification_targets(kit: Any) -> tuple[Any, list[tuple[Any, str]]]:
-    """(send target, targets_and_priorities) as the public Notifier and listener form them."""
-    topic = kit.names.topic()
-    return (oslo_messaging.Target(topic=f"{topic}.info"),
-            [(oslo_messaging.Target(topic=topic), "info")])
-
-
-def settle(kit: Any, message: Any, method: str, when: str) -> None:
-    """``message.<method>()`` bounded; an exception fails the scenario naming when it came."""
+def settle(kit: Kit, message: Any, method: str, when: str, *, clause: str | None = None
+           ) -> None:
+    """``message.<method>()`` bounded; an exception fails the scenario naming when it came
+    (charged to ``clause`` when the scenario judges several)."""
     what = f"IncomingMessage.{method}() {when}"
-    try:
-        kit.call(getattr(message, method), what=what)
-    except AssertionError:
-        raise
-    except Exception as exc:
-        raise AssertionError(f"expected {what} not to raise, it raised {exc!r}") from exc
-
-
-class Calls:
-    """Endpoint invocations, waited for with a deadline."""
-
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.payloads: list[Any] = []
-
-    def add(self, payload: Any) -> int:
-        with self.cond:
-            self.payloads.append(payload)
-            self.cond.notify_all()
-            return len(self.payloads)
-
-    def wait_for(self, count: int, timeout: float) -> list[Any]:
-        with self.cond:
-            if not self.cond.wait_for(lambda: len(self.payloads) >= count, timeout):
-                raise AssertionError(f"expected {count} endpoint call(s) within {timeout:.2f}s, "
-                                     f"got {len(self.payloads)}: {self.payloads!r}")
-            return list(self.payloads)
+    with kit.clause(clause) if clause else contextlib.nullcontext():
+        try:
+            kit.call(getattr(message, method), what=what)
+        except AssertionError:
+            raise
+        except Exception as exc:
+            raise AssertionError(f"expected {what} not to raise, it raised {exc!r}") from exc
 
 
 # -- acknowledge takes effect ----------------------------------------------------------
 
 @pytest.mark.clause("incoming.acknowledge.notifies-backend")
-def test_acknowledged_not_redelivered(kit: Any) -> None:
+def test_acknowledged_not_redelivered(kit: Kit) -> None:
     """Acknowledge, stop and clean up at once, listen again: the message does not return.
 
     A shared listener and (where pools are supported) a pool listener each
@@ -119,7 +97,7 @@ def test_acknowledged_not_redelivered(kit: Any) -> None:
 
 
 @pytest.mark.clause("incoming.methods.after-listener-stop")
-def test_acknowledge_and_reply_between_stop_and_cleanup(kit: Any) -> None:
+def test_acknowledge_and_reply_between_stop_and_cleanup(kit: Kit) -> None:
     """The public servers stop the listener, finish in-flight work, then clean up.
 
     So a reply and an acknowledge made after ``stop()`` and before
@@ -169,7 +147,7 @@ def test_acknowledge_and_reply_between_stop_and_cleanup(kit: Any) -> None:
 
 @pytest.mark.clause("incoming.requeue.redelivers")
 @pytest.mark.parametrize("then", ["keep-listening", "cleanup-at-once"])
-def test_requeue_redelivers(kit: Any, then: str) -> None:
+def test_requeue_redelivers(kit: Kit, then: str) -> None:
     """A requeued notification comes back equal: to the same listener, or to the next one.
 
     ``cleanup-at-once`` tears the listener down right after ``requeue()``
@@ -198,7 +176,7 @@ def test_requeue_redelivers(kit: Any, then: str) -> None:
 
 
 @pytest.mark.clause("incoming.requeue.redelivers")
-def test_public_listener_requeue(kit: Any) -> None:
+def test_public_listener_requeue(kit: Kit) -> None:
     """Public API: an endpoint returning REQUEUE once sees the notification a second time.
 
     With ``allow_requeue=True`` the listener requeues the first delivery and
@@ -208,7 +186,7 @@ def test_public_listener_requeue(kit: Any) -> None:
     kit.require("requeue")
     kit.require("notifications")
     topic = kit.names.topic()
-    calls = Calls()
+    calls = Collected()
 
     class Endpoint:
         def info(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any,
@@ -228,7 +206,7 @@ def test_public_listener_requeue(kit: Any) -> None:
 # -- never raise -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("method", METHODS)
-def test_settle_never_raises(kit: Any, method: str) -> None:
+def test_settle_never_raises(kit: Kit, method: str) -> None:
     """Twice on one message, then after ``stop()`` and after ``cleanup()``: nothing raises.
 
     Every driver is called this way (the NotificationServer class defaults to
@@ -245,10 +223,15 @@ def test_settle_never_raises(kit: Any, method: str) -> None:
             kit.notify(driver, send_target, {"payload": i})
     for i in range(2):
         kit.send(driver, rpc_target, {"method": "m", "args": {"i": i}})
-    held = [sub.inbox.wait_for(2, kit.timing.eventually)[:2] for sub in subs]
-    for first, _ in held:
+    # The second message is awaited only after the first is settled: under a
+    # prefetch limit of one (rabbit_qos_prefetch_count = 1) the backend rightly
+    # holds it back until then.
+    held = []
+    for sub in subs:
+        first = sub.inbox.wait_for(1, kit.timing.eventually)[0]
         settle(kit, first, method, "once")
         settle(kit, first, method, "a second time")
+        held.append((first, sub.inbox.wait_for(2, kit.timing.eventually)[1]))
     for sub in subs:
         sub.stop()
     for _, second in held:
@@ -260,9 +243,9 @@ def test_settle_never_raises(kit: Any, method: str) -> None:
         settle(kit, first, method, "on an already-settled message after listener.cleanup()")
 
 
-def _broken_settle(kit: Any, method: str, fault: str,
+def _broken_settle(kit: Kit, method: str, fault: str,
                    caplog: pytest.LogCaptureFixture | None = None,
-                   stale: bool = False) -> str:
+                   stale: bool = False, clause: str | None = None) -> str:
     """Deliver a notification, break the backend, settle it; returns the call's thread name.
 
     With ``stale`` the settle waits until the message has been delivered
@@ -292,7 +275,7 @@ def _broken_settle(kit: Any, method: str, fault: str,
     if caplog is not None:
         caplog.clear()
     try:
-        settle(kit, message, method, when)
+        settle(kit, message, method, when, clause=clause)
     finally:
         injector.heal()
     return f"conformance-call:IncomingMessage.{method}() {when}"
@@ -300,13 +283,13 @@ def _broken_settle(kit: Any, method: str, fault: str,
 
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("method", METHODS)
-def test_settle_with_backend_broken_never_raises(kit: Any, method: str, fault: str) -> None:
+def test_settle_with_backend_broken_never_raises(kit: Kit, method: str, fault: str) -> None:
     """The backend fails under a delivered message; settling it still raises nothing."""
     _broken_settle(kit, method, fault)
 
 
 @pytest.mark.parametrize("method", LOGGED)
-def test_settle_failure_is_logged(kit: Any, method: str,
+def test_settle_failure_is_logged(kit: Kit, method: str,
                                   caplog: pytest.LogCaptureFixture) -> None:
     """A settle that cannot take effect leaves a WARNING-or-higher log record.
 
@@ -319,11 +302,13 @@ def test_settle_failure_is_logged(kit: Any, method: str,
     if method == "requeue":
         kit.require("requeue")
     caplog.set_level(logging.WARNING)
-    thread_name = _broken_settle(kit, method, faults.CUT, caplog, stale=True)
+    thread_name = _broken_settle(kit, method, faults.CUT, caplog, stale=True,
+                                 clause=f"incoming.{method}.no-raise")
     word = "ack" if method == "acknowledge" else "requeue"
     records = [r for r in caplog.records if r.levelno >= logging.WARNING
                and (r.threadName == thread_name or word in r.getMessage().lower())]
     others = [f"{r.levelname} {r.getMessage()[:80]}" for r in caplog.records][:5]
-    assert records, (
-        f"expected a WARNING-or-higher log record describing the failed {method}() of a "
-        f"stale delivery, got none (other records: {others})")
+    with kit.clause(f"incoming.{method}.log-on-failure"):
+        assert records, (
+            f"expected a WARNING-or-higher log record describing the failed {method}() of a "
+            f"stale delivery, got none (other records: {others})")

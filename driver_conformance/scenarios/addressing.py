@@ -27,6 +27,7 @@ from driver_conformance.scenarios._support import (
     STYLES,
     Tally,
     assert_at,
+    attempt,
     busy,
     key_of,
     send_keyed,
@@ -78,16 +79,24 @@ def test_each_address_part_selects_listeners(kit: Kit) -> None:
     }
     for key, to in sends.items():
         send_keyed(kit, driver, to, key, record=False)
-    tally.wait_total(5, kit.timing.eventually)
+    tally.gather(5, kit.timing.eventually)
     last.inbox.quiet(kit.timing.quiet)
-    topic_at = tally.where("topic")
-    assert len(topic_at) == 1 and topic_at[0] in ("A", "B"), (
-        f"a send to (ex, t) without server: expected exactly one of A, B; reached {topic_at}")
-    assert_at(tally, {
-        "A": {"to-s1", "fanout"} | ({"topic"} if topic_at == ["A"] else set()),
-        "B": {"fanout"} | ({"topic"} if topic_at == ["B"] else set()),
-        "C": {"ex-b-s1"},
-    })
+    # What reached a listener it must not: the sender built a wrong address.
+    allowed = {"to-s1": ["A"], "other-topic": [], "other-topic-s1": [],
+               "fanout": ["A", "B"], "topic": ["A", "B"], "ex-b-s1": ["C"]}
+    with kit.clause("send.address.topic-exchange-server", soft=True):
+        stray = {key: [n for n in tally.where(key) if n not in ok]
+                 for key, ok in allowed.items()}
+        stray = {key: names for key, names in stray.items() if names}
+        assert not stray, (
+            f"sends reached listeners whose (exchange, topic, server) differs: {stray} "
+            f"(A=(ex, t, s1), B=(ex, t, s2), C=(ex-b, t, s1)); all: {tally.describe()}")
+    # What did not reach the listener addressed by its server: no server subscription.
+    with kit.clause("listen.address.exchange-topic-server", soft=True):
+        assert tally.where("to-s1") == ["A"] and tally.where("ex-b-s1") == ["C"], (
+            "a send to (ex, t, s1) must reach the listener on (ex, t, s1) once, and one to "
+            f"(ex-b, t, s1) the listener on (ex-b, t, s1); reached {tally.where('to-s1')} "
+            f"and {tally.where('ex-b-s1')}")
 
 
 @pytest.mark.clause("listen.address.exchange-topic")
@@ -124,18 +133,20 @@ def test_fanout_to_all_plain_to_one(kit: Kit) -> None:
                           inbox=tally.inbox(name))
     fanouts, plains = ["f1", "f2"], ["c1", "c2", "c3"]
     for key in fanouts:
-        send_keyed(kit, sender, target(ex, t, fanout=True), key)
+        send_keyed(kit, sender, target(ex, t, fanout=True), key, copies=len(names))
     for key in plains:
         send_keyed(kit, sender, target(ex, t), key)
-    tally.wait_total(len(fanouts) * 3 + len(plains), kit.timing.eventually)
+    tally.gather(len(fanouts) * 3 + len(plains), kit.timing.eventually)
     last.inbox.quiet(kit.timing.quiet)
-    for key in fanouts:
-        assert tally.where(key) == names, (
-            f"fanout {key}: expected once at each of {names}, reached {tally.where(key)}")
-    for key in plains:
-        assert len(tally.where(key)) == 1, (
-            f"cast {key} to (ex, t): expected exactly one of {names}, "
-            f"reached {tally.where(key)}")
+    with kit.clause("send.fanout.all-subscribers", soft=True):
+        for key in fanouts:
+            assert tally.where(key) == names, (
+                f"fanout {key}: expected once at each of {names}, reached {tally.where(key)}")
+    with kit.clause("send.one-of-many.single-copy", soft=True):
+        for key in plains:
+            assert len(tally.where(key)) == 1, (
+                f"cast {key} to (ex, t): expected exactly one of {names}, "
+                f"reached {tally.where(key)}")
 
 
 @pytest.mark.clause("send.one-of-many.balanced")
@@ -241,15 +252,29 @@ def test_public_calls_reach_the_addressed_server(kit: Kit) -> None:
         kit.rpc_server(kit.rpc_transport(), tgt, [Recorder(tally, name)])
     client = kit.rpc_client(transport, target(ex, t), timeout=kit.timing.eventually)
     answers = {
-        "(ex, t, s1)": [client.prepare(server=s1).call({}, "whoami") for _ in range(3)],
-        "(ex, t, s2)": [client.prepare(server=s2).call({}, "whoami")],
-        "(ex-b, t, s1)": [client.prepare(exchange=ex_b, server=s1).call({}, "whoami")],
-        "(ex, t)": [client.call({}, "whoami")],
+        "(ex, t, s1)": [attempt(lambda: client.prepare(server=s1).call({}, "whoami"))
+                        for _ in range(3)],
+        "(ex, t, s2)": [attempt(lambda: client.prepare(server=s2).call({}, "whoami"))],
+        "(ex-b, t, s1)": [attempt(
+            lambda: client.prepare(exchange=ex_b, server=s1).call({}, "whoami"))],
+        "(ex, t)": [attempt(lambda: client.call({}, "whoami"))],
     }
-    expected = {"(ex, t, s1)": [["A"] * 3], "(ex, t, s2)": [["B"]],
-                "(ex-b, t, s1)": [["C"]], "(ex, t)": [["A"], ["B"]]}
-    wrong = {k: v for k, v in answers.items() if v not in expected[k]}
-    assert not wrong, f"calls answered by the wrong server (expected {expected}): {wrong}"
+    addressed = {"(ex, t, s1)": {"A"}, "(ex, t, s2)": {"B"}, "(ex-b, t, s1)": {"C"},
+                 "(ex, t)": {"A", "B"}}
+    with kit.clause("send.address.topic-exchange-server", soft=True):
+        wrong = {k: v for k, got in answers.items()
+                 for v in [[a for a in got if isinstance(a, str) and a not in addressed[k]]]
+                 if v}
+        assert not wrong, (f"calls answered by a server on another address (A=(ex, t, s1), "
+                           f"B=(ex, t, s2), C=(ex-b, t, s1)): {wrong}")
+    with kit.clause("listen.address.exchange-topic-server", soft=True):
+        unanswered = {k: [repr(a) for a in answers[k] if not isinstance(a, str)]
+                      for k in ("(ex, t, s1)", "(ex, t, s2)", "(ex-b, t, s1)")}
+        unanswered = {k: v for k, v in unanswered.items() if v}
+        assert not unanswered, f"calls to a server's own address went unanswered: {unanswered}"
+    with kit.clause("listen.address.exchange-topic", soft=True):
+        failed = [a for a in answers["(ex, t)"] if not isinstance(a, str)]
+        assert not failed, f"a call to (ex, t) without server went unanswered: {failed}"
 
 
 @pytest.mark.clause("send.fanout.all-subscribers", "send.one-of-many.single-copy")
@@ -266,17 +291,22 @@ def test_public_fanout_and_cast(kit: Kit) -> None:
         kit.rpc_server(kit.rpc_transport(), target(ex, t, kit.names.server()),
                        [Recorder(tally, name)])
     client = kit.rpc_client(kit.rpc_transport(), target(ex, t))
-    with kit.sending("fan"):
+    with kit.sending("fan", copies=len(names)):
         client.prepare(fanout=True).cast({}, "mark", key="fan")
     for key in ("c1", "c2", "c3"):
         with kit.sending(key):
             client.cast({}, "mark", key=key)
-    tally.wait_total(6, kit.timing.eventually)
-    assert tally.where("fan") == names, (
-        f"fanout cast: expected once on each of {names}, ran on {tally.where('fan')}")
-    for key in ("c1", "c2", "c3"):
-        assert len(tally.where(key)) == 1, (
-            f"cast {key}: expected to run on exactly one server, ran on {tally.where(key)}")
+    tally.gather(6, kit.timing.eventually)
+    with kit.clause("send.fanout.all-subscribers", soft=True):
+        assert tally.where("fan") == names, (
+            f"fanout cast: expected once on each of {names}, ran on {tally.where('fan')}")
+    with kit.clause("send.one-of-many.single-copy", soft=True):
+        for key in ("c1", "c2", "c3"):
+            assert len(tally.where(key)) == 1, (
+                f"cast {key}: expected to run on exactly one server, ran on "
+                f"{tally.where(key)}")
+        # Late duplicates are left to the driver-level scenario (see the docstring).
+        kit.history.check()
 
 
 @pytest.mark.clause("send.one-of-many.balanced")

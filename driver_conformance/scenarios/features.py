@@ -6,6 +6,8 @@ passed to ``listen_for_notifications``.  The scenarios hold the two declarations
 against each other and against behaviour: a declared feature must be accepted
 (and then work, which the OPTIONAL clauses check), an undeclared one must be
 refused with ``NotImplementedError``, never silently accepted and half done.
+The RPC profile is held to the same rule: a notifications-only driver refuses
+``send()`` and ``listen()``.
 
 When a feature is declared supported, the refusal scenario does not apply and
 ends NOT RUN; the clause is then decided by the acceptance scenarios.
@@ -13,18 +15,14 @@ ends NOT RUN; the clause is then decided by the acceptance scenarios.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from driver_conformance import outcomes
 from driver_conformance.kit import Kit
-from driver_conformance.scenarios._support import key_of, target
-
-
-def publish_info(kit: Kit, driver: object, exchange: str, topic: str, key: str) -> None:
-    kit.notify(driver, target(exchange, f"{topic}.info"),
-               {"key": key, "event_type": "conformance.event", "priority": "INFO",
-                "payload": {}})
-
+from driver_conformance.scenarios._support import attempt, key_of, publish, target
 
 # -- require_features ---------------------------------------------------------------------
 
@@ -66,6 +64,62 @@ def test_requeue_undeclared_is_refused(kit: Kit) -> None:
         kit.call(driver.require_features, requeue=True, what="driver.require_features()")
 
 
+@pytest.mark.clause("features.rpc.declared")
+def test_rpc_declared_is_accepted(kit: Kit) -> None:
+    """Hypothesis: an adapter that declares rpc has a driver whose listen() and send()
+    work: a cast reaches the listener (the RPC clauses then check the profile in full)."""
+    kit.require("rpc")
+    driver = kit.driver()
+    to = kit.names.target(server=True)
+    try:
+        sub = kit.listen(driver, to)
+        kit.send(driver, to, {"key": "rpc"})
+    except NotImplementedError as exc:
+        pytest.fail(f"the adapter declares rpc, but the driver refused it: {exc!r}; declare "
+                    "rpc unsupported (a notifications-only driver) or support it")
+    got = [key_of(m.message) for m in sub.inbox.wait_for(1, kit.timing.eventually)]
+    assert got == ["rpc"], f"expected the cast ['rpc'] at the listener, got {got}"
+
+
+@pytest.mark.clause("features.rpc.declared")
+def test_rpc_undeclared_is_refused(kit: Kit) -> None:
+    """Hypothesis: when rpc is declared unsupported, a cast, a call and listen() each raise
+    NotImplementedError (promptly: the call has a short timeout), while notifications
+    still flow, so the refusal is about RPC and not a broken driver.  A driver that
+    accepts a cast no server will receive lets an RPCClient believe it was sent."""
+    if kit.caps.rpc:
+        outcomes.not_run("rpc is declared supported: the refusal does not apply")
+    kit.require("notifications")
+    driver = kit.driver()
+    to = kit.names.target(server=True)
+    calls: dict[str, Callable[[], Any]] = {
+        "send() of a cast": lambda: kit.call(driver.send, to, {}, {"key": "cast"},
+                                             what="driver.send() (a cast)"),
+        "send(wait_for_reply=True)": lambda: kit.call(
+            driver.send, to, {}, {"key": "call"}, wait_for_reply=True,
+            timeout=kit.timing.short, what="driver.send(wait_for_reply=True)"),
+        "listen()": lambda: kit.call(driver.listen, to, 1, None, what="driver.listen()"),
+    }
+    not_refused = []
+    for what, call in calls.items():
+        outcome = attempt(call)
+        if isinstance(outcome, NotImplementedError):
+            continue
+        if isinstance(outcome, BaseException):
+            not_refused.append(f"{what} raised {outcome!r}")
+            continue
+        if what == "listen()":
+            kit.on_teardown(outcome.cleanup, "the accepted listener's cleanup()")
+        not_refused.append(f"{what} returned {type(outcome).__name__}")
+    assert not not_refused, (
+        "rpc is declared unsupported, so each of these must raise NotImplementedError: "
+        + "; ".join(not_refused))
+    ex, t = kit.names.exchange(), kit.names.topic()
+    sub = kit.listen_notifications(kit.driver(), [(target(ex, t), "info")])
+    publish(kit, driver, ex, t, "info", "still-notifies", record=False)
+    sub.inbox.wait_for(1, kit.timing.eventually)
+
+
 # -- pools --------------------------------------------------------------------------------
 
 @pytest.mark.clause("notify-listen.pool.unsupported-raises")
@@ -81,7 +135,7 @@ def test_pool_declared_is_accepted(kit: Kit) -> None:
                                        pool=kit.names.pool())
     except NotImplementedError as exc:
         pytest.fail(f"the adapter declares pools, but a pooled listen raised {exc!r}")
-    publish_info(kit, driver, ex, t, "pooled")
+    publish(kit, driver, ex, t, "info", "pooled", record=False)
     got = [key_of(m.message) for m in sub.inbox.wait_for(1, kit.timing.eventually)]
     assert got == ["pooled"], f"pooled listener: expected ['pooled'], got {got}"
 
@@ -100,7 +154,7 @@ def test_pool_undeclared_is_refused(kit: Kit) -> None:
     with pytest.raises(NotImplementedError):
         kit.listen_notifications(kit.driver(), pairs, pool=kit.names.pool())
     sub = kit.listen_notifications(kit.driver(), pairs)
-    publish_info(kit, driver, ex, t, "plain")
+    publish(kit, driver, ex, t, "info", "plain", record=False)
     sub.inbox.wait_for(1, kit.timing.eventually)
 
 
@@ -114,8 +168,8 @@ def test_public_pool_undeclared_is_refused(kit: Kit) -> None:
         outcomes.not_run("pools are declared supported: the refusal does not apply")
 
     class Endpoint:
-        def info(self, ctxt: object, publisher_id: str, event_type: str, payload: object,
-                 metadata: object) -> None:
+        def info(self, ctxt: Any, publisher_id: str, event_type: str, payload: Any,
+                 metadata: Any) -> None:
             """Never reached: the listener must not start."""
 
     with pytest.raises(NotImplementedError):

@@ -23,28 +23,15 @@ import pytest
 from driver_conformance import faults, outcomes
 from driver_conformance.kit import Kit
 from driver_conformance.scenarios._support import (
+    EVENT,
     STYLES,
     Tally,
     assert_at,
     busy,
     key_of,
+    publish,
     target,
 )
-from driver_conformance.timing import Stopwatch
-
-EVENT = "conformance.event"
-
-
-def publish(kit: Kit, driver: Any, exchange: str | None, topic: str, priority: str,
-            key: str, *, record: bool = True, version: float = 2.0) -> None:
-    """send_notification to ``(exchange, f"{topic}.{priority}")`` with a keyed body."""
-    body = {"key": key, "event_type": EVENT, "priority": priority.upper(), "payload": {}}
-    to = target(exchange, f"{topic}.{priority}")
-    if record:
-        with kit.sending(key):
-            kit.notify(driver, to, body, version=version)
-    else:
-        kit.notify(driver, to, body, version=version)
 
 
 class NoteRecorder:
@@ -112,11 +99,23 @@ def test_topic_priority_and_exchange_select_listeners(kit: Kit) -> None:
     ]
     for exchange, topic, priority, key in sends:
         publish(kit, driver, exchange, topic, priority, key, record=False)
-    expected = {"L1": {"ex/t.info", "ex/t.error", "ex/u.info"}, "L2": {"ex-b/t.info"},
-                "L3": {"ex/v.error"}}
-    tally.wait_total(5, kit.timing.eventually)
+    tally.gather(5, kit.timing.eventually)
     last.inbox.quiet(kit.timing.quiet)
-    assert_at(tally, expected)
+    with kit.clause("notify.address.exchange-and-topic", soft=True):
+        crossed = {n: [k for k in tally.keys(n) if k.startswith("ex-b/") != (n == "L2")]
+                   for n in ("L1", "L2", "L3")}
+        crossed = {n: keys for n, keys in crossed.items() if keys}
+        assert not crossed, (f"notifications reached listeners on another exchange: {crossed} "
+                             "(L2 listens on ex-b, L1 and L3 on ex)")
+        # And a notification reaches its own exchange's listener at all: a driver that
+        # publishes to the wrong exchange delivers nothing to either.
+        missing = {n: k for n, k in (("L1", "ex/t.info"), ("L2", "ex-b/t.info"))
+                   if k not in tally.keys(n)}
+        assert not missing, (f"notifications published to a listener's own exchange, topic "
+                             f"and priority never reached it: {missing}")
+    with kit.clause("notify-listen.address.topic-priority", soft=True):
+        assert_at(tally, {"L1": {"ex/t.info", "ex/t.error", "ex/u.info"},
+                          "L2": {"ex-b/t.info"}, "L3": {"ex/v.error"}})
 
 
 @pytest.mark.clause("notify.delivery.single-copy", "notify-listen.address.server-fanout-ignored")
@@ -141,15 +140,19 @@ def test_one_copy_among_listeners(kit: Kit) -> None:
     for topic, keys in sent.items():
         for key in keys:
             publish(kit, driver, ex, topic, "info", key)
-    tally.wait_total(6, kit.timing.eventually)
+    tally.gather(6, kit.timing.eventually)
     last.inbox.quiet(kit.timing.quiet)
-    wrong = {key: tally.where(key) for keys in sent.values() for key in keys
-             if len(tally.where(key)) != 1}
-    assert not wrong, (
-        "expected each notification received by exactly one listener of its topic "
-        f"(t: three plain listeners; u: two with server and fanout set); got {wrong}")
-    delivery = kit.history.check()
-    assert delivery.clean, f"expected every notification delivered once: {delivery}"
+
+    def not_once(topic: str) -> dict[str, list[str]]:
+        return {key: tally.where(key) for key in sent[topic] if len(tally.where(key)) != 1}
+
+    with kit.clause("notify.delivery.single-copy", soft=True):
+        assert not not_once(t), ("expected each notification received by exactly one of "
+                                 f"three plain listeners of its topic; got {not_once(t)}")
+    with kit.clause("notify-listen.address.server-fanout-ignored", soft=True):
+        assert not not_once(u), (
+            "expected each notification received by exactly one of two listeners whose "
+            f"targets carry a server and fanout=True (both ignored); got {not_once(u)}")
 
 
 @pytest.mark.clause("notify.delivery.balanced")
@@ -158,6 +161,12 @@ def test_busy_listener_does_not_hoard(kit: Kit, style: str) -> None:
     """Hypothesis: k pool-less listeners whose callbacks block after the first
     notification; k notifications: a balanced driver hands one to each, a hoarding one
     leaves an idle listener without any."""
+    each_busy_listener_gets_one(kit, style, None, "busy listeners")
+
+
+def each_busy_listener_gets_one(kit: Kit, style: str, pool: str | None, what: str) -> None:
+    """k listeners (in ``pool``) whose callbacks block after the first notification, and
+    k notifications: each listener must get exactly one."""
     k = 3
     driver = kit.driver()
     ex, t = kit.names.exchange(), kit.names.topic()
@@ -166,20 +175,19 @@ def test_busy_listener_does_not_hoard(kit: Kit, style: str) -> None:
     with busy() as released:
         for name in names:
             kit.listen_notifications(kit.driver(listener_style=style),
-                                     [(target(ex, t), "info")],
+                                     [(target(ex, t), "info")], pool=pool,
                                      inbox=tally.inbox(name, hold=released))
         for i in range(k):
             publish(kit, driver, ex, t, "info", f"n{i}")
         tally.wait_each(names, 1, kit.timing.eventually)
         counts = {n: len(tally.keys(n)) for n in names}
     assert all(c == 1 for c in counts.values()), (
-        f"{k} notifications to {k} busy listeners: expected one each, got {counts}")
+        f"{k} notifications to {k} {what}: expected one each, got {counts}")
 
 
 # -- driver API: pools --------------------------------------------------------------------
 
-@pytest.mark.clause("notify-listen.pool.one-copy-per-pool",
-                    "notify-listen.pool.unsupported-raises")
+@pytest.mark.clause("notify-listen.pool.one-copy-per-pool")
 def test_one_copy_per_pool(kit: Kit) -> None:
     """Hypothesis: two listeners in pool foo, two in bar and one without pool on the same
     targets: each notification reaches exactly one foo member, exactly one bar member and
@@ -195,7 +203,7 @@ def test_one_copy_per_pool(kit: Kit) -> None:
                                         inbox=tally.inbox(name))
     keys = [f"n{i}" for i in range(3)]
     for key in keys:
-        publish(kit, driver, ex, t, "info", key)
+        publish(kit, driver, ex, t, "info", key, copies=3)
     tally.wait_total(3 * len(keys), kit.timing.eventually)
     last.inbox.quiet(kit.timing.quiet)
     assert_one_per_pool(tally, keys)
@@ -207,41 +215,21 @@ def test_busy_pool_member_does_not_hoard(kit: Kit, style: str) -> None:
     """Hypothesis: as for pool-less listeners, k busy members of one pool and k
     notifications: each member gets exactly one."""
     kit.require("pools")
-    k = 3
-    driver = kit.driver()
-    ex, t, pool = kit.names.exchange(), kit.names.topic(), kit.names.pool()
-    tally = Tally(kit)
-    names = [f"M{i}" for i in range(1, k + 1)]
-    with busy() as released:
-        for name in names:
-            kit.listen_notifications(kit.driver(listener_style=style),
-                                     [(target(ex, t), "info")], pool=pool,
-                                     inbox=tally.inbox(name, hold=released))
-        for i in range(k):
-            publish(kit, driver, ex, t, "info", f"n{i}")
-        tally.wait_each(names, 1, kit.timing.eventually)
-        counts = {n: len(tally.keys(n)) for n in names}
-    assert all(c == 1 for c in counts.values()), (
-        f"{k} notifications to {k} busy members of one pool: expected one each, got {counts}")
+    each_busy_listener_gets_one(kit, style, kit.names.pool(), "busy members of one pool")
 
 
 # -- driver API: store and forward --------------------------------------------------------
 
-@pytest.mark.clause("notify.store-and-forward.subscriber-absent")
-@pytest.mark.parametrize("pool", [None, "pool"], ids=["no-pool", "pool"])
-@pytest.mark.parametrize("absence", ["restarted", "never-started"])
-def test_published_while_listener_absent(kit: Kit, pool: str | None, absence: str) -> None:
-    """Hypothesis: once a subscription exists, notifications published while no consumer
-    runs are kept for the next listener on the same targets and pool.  'restarted': a
-    listener ran, was stopped and cleaned up; 'never-started': a listener was created but
-    never started (and stays so), which must not swallow what the next one should get."""
+def published_meanwhile_reach_next_listener(kit: Kit, pool: str | None, *,
+                                            start_first: bool) -> None:
+    """A first listener on (targets, pool), started and cleaned up or never started;
+    two notifications published; a second listener on the same targets and pool gets both."""
     pool = require_pool(kit, pool)
     driver = kit.driver()
     ex, t = kit.names.exchange(), kit.names.topic()
     pairs = [(target(ex, t), "info")]
-    first = kit.listen_notifications(kit.driver(), pairs, pool=pool,
-                                     start=absence == "restarted")
-    if absence == "restarted":
+    first = kit.listen_notifications(kit.driver(), pairs, pool=pool, start=start_first)
+    if start_first:
         first.cleanup()
     keys = ["n1", "n2"]
     for key in keys:
@@ -252,9 +240,27 @@ def test_published_while_listener_absent(kit: Kit, pool: str | None, absence: st
     assert got == keys, f"expected the notifications published meanwhile {keys}, got {got}"
 
 
+@pytest.mark.clause("notify.store-and-forward.subscriber-absent")
+@pytest.mark.parametrize("pool", [None, "pool"], ids=["no-pool", "pool"])
+def test_published_while_listener_absent(kit: Kit, pool: str | None) -> None:
+    """Hypothesis (MUST, weak reading): once a subscription exists, notifications published
+    while no consumer runs (a listener ran, was stopped and cleaned up) are kept for the
+    next listener on the same targets and pool."""
+    published_meanwhile_reach_next_listener(kit, pool, start_first=True)
+
+
+@pytest.mark.clause("listener.start.nothing-taken-before-start")
+@pytest.mark.parametrize("pool", [None, "pool"], ids=["no-pool", "pool"])
+def test_never_started_listener_takes_nothing(kit: Kit, pool: str | None) -> None:
+    """Hypothesis (SHOULD, start() 'should cause the driver to start receiving'): a listener
+    created but never started (and left so) takes none of the notifications published to
+    its subscription; the next listener on the same targets and pool gets them all."""
+    published_meanwhile_reach_next_listener(kit, pool, start_first=False)
+
+
 @pytest.mark.clause("notify.store-and-forward.before-first-listener")
 def test_published_before_any_listener(kit: Kit) -> None:
-    """Hypothesis (strong reading, SHOULD): a notification published to a topic nobody
+    """Hypothesis (MUST, strong reading): a notification published to a topic nobody
     ever subscribed to is kept until the first pool-less listener arrives."""
     driver = kit.driver()
     ex, t = kit.names.exchange(), kit.names.topic()
@@ -317,12 +323,12 @@ def test_retry_during_outage(kit: Kit, retry: int | None) -> None:
     to = target(ex, f"{t}.info")
     injector.start_outage()
     if retry is not None and retry >= 0:
-        watch = Stopwatch()
+        # kit.notify is bounded by the call bound: a driver that keeps
+        # retrying fails with DriverHung, naming the call, not by a timer here.
         expected = oslo_messaging.MessageDeliveryFailure if retry else \
             oslo_messaging.MessagingException
         with pytest.raises(expected):
             kit.notify(driver, to, body, retry=retry)
-        assert watch.elapsed() < kit.timing.call_bound
         return
     done = threading.Event()
     result: dict[str, Any] = {}
@@ -435,7 +441,7 @@ def test_public_pools_each_get_a_copy(kit: Kit) -> None:
     notifier = kit.notifier(kit.notification_transport(), topics=[t])
     keys = ["n1", "n2"]
     for key in keys:
-        with kit.sending(key):
+        with kit.sending(key, copies=3):
             notifier.info({}, EVENT, {"key": key})
     tally.wait_total(3 * len(keys), kit.timing.eventually)
     assert_one_per_pool(tally, keys)
@@ -461,13 +467,15 @@ def test_public_notifications_wait_for_listener(kit: Kit, pool: str | None) -> N
     notifier.info({}, EVENT, {"key": "meanwhile"})
     kit.notification_listener(kit.notification_transport(), [target(None, t)],
                               [NoteRecorder(tally, "later")], pool=pool)
-    expected = {"first": set(), "later": {"meanwhile"}}
     if pool is None:
         kit.notification_listener(kit.notification_transport(), [target(None, fresh)],
                                   [NoteRecorder(tally, "fresh")])
-        expected["fresh"] = {"meanwhile"}
-    tally.wait_total(len(expected) - 1, kit.timing.eventually)
-    assert_at(tally, expected)
+    tally.gather(2 if pool is None else 1, kit.timing.eventually)
+    with kit.clause("notify.store-and-forward.subscriber-absent", soft=True):
+        assert_at(tally, {"first": set(), "later": {"meanwhile"}})
+    if pool is None:
+        with kit.clause("notify.store-and-forward.before-first-listener", soft=True):
+            assert_at(tally, {"fresh": {"meanwhile"}})
 
 
 class RedactableContext(dict):

@@ -128,9 +128,21 @@ def test_public_call_returns_reply(kit: Kit) -> None:
     client = kit.rpc_client(kit.rpc_transport(),
                             oslo_messaging.Target(exchange=target.exchange, topic=target.topic),
                             timeout=kit.timing.eventually)
+    answers = []
     for value in values:
-        got = kit.call(client.call, {}, "echo", value=value, what="RPCClient.call()")
-        assert got == value, f"expected RPCClient.call to return {value!r}, got {got!r}"
+        try:
+            answers.append(kit.call(client.call, {}, "echo", value=value,
+                                    what="RPCClient.call()"))
+        except oslo_messaging.MessagingTimeout as exc:
+            answers.append(exc)
+    with kit.clause("rpc-incoming.reply.routed-to-caller", soft=True):
+        lost = [v for v, a in zip(values, answers, strict=True)
+                if isinstance(a, oslo_messaging.MessagingTimeout)]
+        assert not lost, (f"no reply reached the caller's transport for the calls echoing "
+                          f"{lost!r} (MessagingTimeout)")
+    with kit.clause("send.wait-for-reply.returns-reply", soft=True):
+        for value, got in zip(values, answers, strict=True):
+            assert got == value, f"expected RPCClient.call to return {value!r}, got {got!r}"
 
 
 @pytest.mark.clause("send.wait-for-reply.correlated")
@@ -205,17 +217,20 @@ def test_second_reply_is_ignored(kit: Kit) -> None:
     caller = kit.driver()
     first = call_in_background(kit, caller, target, {"n": 1}, what="call 1")
     message = sub.inbox.wait_for(1, kit.timing.eventually)[0]
-    kit.call(message.reply, {"r": 1}, what="first reply()")
-    kit.call(message.reply, {"r": "stale"}, what="second reply() to the same call")
-    got = first.result(kit.timing.eventually)
-    assert got == {"r": 1}, (
-        f"expected the first call to get the first reply {{'r': 1}}, got {got!r}")
-    second = call_in_background(kit, caller, target, {"n": 2}, what="call 2")
-    message = sub.inbox.wait_for(2, kit.timing.eventually)[1]
-    kit.call(message.reply, {"r": 2}, what="reply() to call 2")
-    got = second.result(kit.timing.eventually)
-    assert got == {"r": 2}, (
-        f"expected the second call to get its own reply {{'r': 2}}, got {got!r}")
+    with kit.clause("rpc-incoming.reply.no-raise"):
+        kit.call(message.reply, {"r": 1}, what="first reply()")
+        kit.call(message.reply, {"r": "stale"}, what="second reply() to the same call")
+    with kit.clause("rpc-incoming.reply.at-most-once"):
+        got = first.result(kit.timing.eventually)
+        assert got == {"r": 1}, (
+            f"expected the first call to get the first reply {{'r': 1}}, got {got!r}")
+        second = call_in_background(kit, caller, target, {"n": 2}, what="call 2")
+        message = sub.inbox.wait_for(2, kit.timing.eventually)[1]
+        with kit.clause("rpc-incoming.reply.no-raise"):
+            kit.call(message.reply, {"r": 2}, what="reply() to call 2")
+        got = second.result(kit.timing.eventually)
+        assert got == {"r": 2}, (
+            f"expected the second call to get its own reply {{'r': 2}}, got {got!r}")
 
 
 @pytest.mark.clause("rpc-incoming.reply.at-most-once")
@@ -260,8 +275,10 @@ def test_reply_to_a_caller_that_gave_up(kit: Kit) -> None:
     message = sub.inbox.wait_for(1, kit.timing.eventually)[0]
     expect_raises(pending, oslo_messaging.MessagingTimeout, kit.timing.eventually)
     kit.call(caller.cleanup, what="caller driver.cleanup()")
-    kit.call(message.heartbeat, what="heartbeat() to a caller that is gone")
-    kit.call(message.reply, {"too": "late"}, what="reply() to a caller that is gone")
+    with kit.clause("rpc-incoming.heartbeat.no-raise"):
+        kit.call(message.heartbeat, what="heartbeat() to a caller that is gone")
+    with kit.clause("rpc-incoming.reply.no-raise"):
+        kit.call(message.reply, {"too": "late"}, what="reply() to a caller that is gone")
 
 
 @pytest.mark.clause("rpc-incoming.reply.log-on-failure", "rpc-incoming.reply.no-raise",
@@ -284,18 +301,21 @@ def test_reply_with_backend_broken(kit: Kit, caplog: pytest.LogCaptureFixture) -
     caplog.set_level(logging.WARNING)
     injector.start_outage()
     try:
-        kit.call(message.heartbeat, what="heartbeat() during an outage")
+        with kit.clause("rpc-incoming.heartbeat.no-raise"):
+            kit.call(message.heartbeat, what="heartbeat() during an outage")
         before = time.time()
-        kit.call(message.reply, {"lost": True}, what="reply() during an outage")
+        with kit.clause("rpc-incoming.reply.no-raise"):
+            kit.call(message.reply, {"lost": True}, what="reply() during an outage")
         after = time.time()
     finally:
         injector.heal()
     pending.outcome(kit.timing.eventually)
-    logged = [r for r in caplog.records
-              if r.levelno >= logging.WARNING and before <= r.created <= after]
-    assert logged, ("expected a WARNING-or-higher log record while reply() failed to reach "
-                    f"the backend, got none (all records: "
-                    f"{[(r.levelname, r.getMessage()) for r in caplog.records]})")
+    with kit.clause("rpc-incoming.reply.log-on-failure"):
+        logged = [r for r in caplog.records
+                  if r.levelno >= logging.WARNING and before <= r.created <= after]
+        assert logged, ("expected a WARNING-or-higher log record while reply() failed to "
+                        "reach the backend, got none (all records: "
+                        f"{[(r.levelname, r.getMessage()) for r in caplog.records]})")
 
 
 @pytest.mark.clause("rpc-incoming.reply.blocks-until-handoff")
@@ -448,8 +468,12 @@ def test_unallowed_module_failure_is_remote_error(kit: Kit) -> None:
         f"expected RemoteError.value to contain 'boom', got {error.value!r}")
 
 
-@pytest.mark.clause("driver.init.allowed-remote-exmods", "send.reply.remote-error-otherwise")
-@pytest.mark.parametrize("allowed", [True, False], ids=["allowed", "not-allowed"])
+@pytest.mark.parametrize("allowed", [
+    pytest.param(True, id="allowed",
+                 marks=pytest.mark.clause("driver.init.allowed-remote-exmods")),
+    pytest.param(False, id="not-allowed",
+                 marks=pytest.mark.clause("send.reply.remote-error-otherwise")),
+])
 def test_public_application_failure(kit: Kit, allowed: bool) -> None:
     """Through RPCClient: the endpoint's ConformanceError is rebuilt only if allowed.
 

@@ -19,7 +19,6 @@ arrives before the barrier.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import oslo_messaging
@@ -28,7 +27,12 @@ import pytest
 from driver_conformance import faults
 from driver_conformance.inbox import Inbox
 from driver_conformance.kit import Kit
-from driver_conformance.scenarios._support import Pending, expect_raises, serve
+from driver_conformance.scenarios._support import (
+    Pending,
+    expect_failure,
+    serve,
+    subscription_addresses,
+)
 from driver_conformance.timing import Deadline
 
 #: How long (nominal seconds) a send with unlimited retry must stay blocked in an
@@ -46,12 +50,9 @@ class Recorder:
 
     def __init__(self, kit: Kit) -> None:
         self.kit = kit
-        self._cond = threading.Condition()
 
     def received(self, key: str, where: str) -> None:
         self.kit.history.received(key, where)
-        with self._cond:
-            self._cond.notify_all()
 
     def record(self, ctxt: Any, key: str) -> str:
         self.received(key, "endpoint")
@@ -66,10 +67,7 @@ class Recorder:
         return Inbox(where, on_message=on_message)
 
     def wait_for(self, key: str, timeout: float) -> None:
-        with self._cond:
-            if not self._cond.wait_for(lambda: bool(self.kit.history.receivers(key)), timeout):
-                raise AssertionError(f"expected {key!r} to be received within {timeout:.2f}s; "
-                                     "it was not")
+        self.kit.history.wait_received(key, timeout)
 
 
 def sending_in_background(kit: Kit, key: str, send: Any, what: str) -> Pending:
@@ -157,15 +155,18 @@ def test_bounded_retry_gives_up(kit: Kit, retry: int, kind: str) -> None:
             else {}
         pending = Pending(lambda: kit.send(sender, target, {"q": kind}, retry=retry, **extra),
                           f"{kind}(retry={retry}) during an outage")
-        expect_raises(pending, oslo_messaging.MessageDeliveryFailure, kit.timing.eventually)
+        expect_failure(kit, pending, oslo_messaging.MessageDeliveryFailure,
+                       kit.timing.eventually, clause="send.retry.bounded-delivery-failure",
+                       family="send.errors.messaging-exception")
         after = injector.publish_attempts()
     finally:
         injector.heal()
     if before is not None and after is not None:
         attempts = after - before
-        assert 1 <= attempts <= retry + 1, (
-            f"{kind}(retry={retry}): expected 1 to {retry + 1} publish attempts during the "
-            f"outage, the backend saw {attempts}")
+        with kit.clause("send.retry.bounded-delivery-failure"):
+            assert 1 <= attempts <= retry + 1, (
+                f"{kind}(retry={retry}): expected 1 to {retry + 1} publish attempts during "
+                f"the outage, the backend saw {attempts}")
 
 
 @pytest.mark.clause("send.retry.unlimited", "send.retry.bounded-delivery-failure")
@@ -188,7 +189,8 @@ def test_public_casts_during_outage(kit: Kit) -> None:
             lambda: kit.call(client.prepare(retry=0).cast, {}, "record", key="bounded",
                              what="RPCClient.cast(retry=0)"),
             "RPCClient.cast(retry=0) during an outage")
-        expect_raises(bounded, oslo_messaging.MessageDeliveryFailure, kit.timing.eventually)
+        expect_failure(kit, bounded, oslo_messaging.MessageDeliveryFailure,
+                       kit.timing.eventually, clause="send.retry.bounded-delivery-failure")
         unlimited = sending_in_background(
             kit, "unlimited",
             lambda: kit.call(client.prepare(retry=None).cast, {}, "record", key="unlimited",
@@ -197,12 +199,13 @@ def test_public_casts_during_outage(kit: Kit) -> None:
         gave_up = unlimited.done.wait(kit.timing.s(OUTAGE_HOLD))
     finally:
         injector.heal()
-    assert not gave_up, (f"expected RPCClient.cast(retry=None) to wait out the outage, it "
-                         f"ended with {unlimited.error or unlimited.value!r}")
-    unlimited.result(kit.timing.eventually)
-    with kit.sending("barrier"):
-        kit.call(client.call, {}, "record", key="barrier", what="RPCClient.call() barrier")
-    assert_clean(kit, "RPCClient casts across an outage")
+    with kit.clause("send.retry.unlimited"):
+        assert not gave_up, (f"expected RPCClient.cast(retry=None) to wait out the outage, "
+                             f"it ended with {unlimited.error or unlimited.value!r}")
+        unlimited.result(kit.timing.eventually)
+        with kit.sending("barrier"):
+            kit.call(client.call, {}, "record", key="barrier", what="RPCClient.call() barrier")
+        assert_clean(kit, "RPCClient casts across an outage")
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,7 +290,8 @@ def test_notify_bounded_retry_gives_up(kit: Kit, retry: int) -> None:
     try:
         pending = Pending(lambda: kit.notify(sender, target, {"key": "n"}, retry=retry),
                           f"send_notification(retry={retry}) during an outage")
-        expect_raises(pending, expected, kit.timing.eventually)
+        expect_failure(kit, pending, expected, kit.timing.eventually,
+                       clause="notify.retry.honoured", family="send.errors.messaging-exception")
     finally:
         injector.heal()
 
@@ -335,13 +339,7 @@ def test_listener_resubscribes_after_cut(kit: Kit) -> None:
     listen_target = kit.names.target(server=True)
     recorder = Recorder(kit)
     kit.listen(server, listen_target, inbox=recorder.inbox("listener"))
-    exchange, topic = listen_target.exchange, listen_target.topic
-    addresses = {
-        "topic": oslo_messaging.Target(exchange=exchange, topic=topic),
-        "server": oslo_messaging.Target(exchange=exchange, topic=topic,
-                                        server=listen_target.server),
-        "fanout": oslo_messaging.Target(exchange=exchange, topic=topic, fanout=True),
-    }
+    addresses = subscription_addresses(listen_target)
     sender = kit.driver()
     with kit.sending("before-cut"):
         kit.send(sender, addresses["topic"], {"key": "before-cut"})

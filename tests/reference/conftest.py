@@ -15,24 +15,24 @@ from collections.abc import Callable, Iterator
 
 import oslo_messaging
 import pytest
-from futurist import _thread as futurist_thread
 from oslo_config import cfg
 from oslo_messaging import conffixture
 
 from driver_conformance.reference import ReferenceDriver, ReferenceFaults, drop_broker, get_broker
+from driver_conformance.run import shorten_executor_idle_wait
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
-@pytest.fixture(autouse=True)
-def quick_executor_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make ``RPCServer.wait()`` return in milliseconds instead of about 1 s.
+@pytest.fixture(autouse=True, scope="session")
+def quick_executor_shutdown() -> None:
+    """``RPCServer.wait()`` in milliseconds instead of about 1 s: the kit's own patch.
 
-    futurist's worker threads notice a shutdown only when their idle
-    ``queue.get(timeout=MAX_IDLE_FOR)`` (1 s) runs out; that is the public
-    server's cost, not the driver's, and it would dominate this suite's time.
+    The public server's executor cost, not the driver's; it would dominate
+    this suite's time.  The same patch a conformance run applies, so these
+    tests see the public API as the scenarios do.
     """
-    monkeypatch.setattr(futurist_thread.ThreadWorker, "MAX_IDLE_FOR", 0.05)
+    shorten_executor_idle_wait()
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
-"""Helpers for the reference driver's tests: deadlines instead of sleeps."""
+"""Helpers for the reference driver's tests: deadlines instead of sleeps.
+
+Every wait here has a ceiling (``EVENTUALLY``, scaled by ``SCALE``): a
+regression fails its test within seconds instead of hanging the run.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,12 @@ SCALE = float(os.environ.get("REFERENCE_TEST_SCALE", "1"))
 EVENTUALLY = 5.0 * SCALE
 #: The quiet window used to check that nothing else arrives.
 QUIET = 0.3 * SCALE
+
+
+def joined(thread: threading.Thread, timeout: float = EVENTUALLY) -> None:
+    """Join ``thread``, failing the test if it is still running after ``timeout``."""
+    thread.join(timeout)
+    assert not thread.is_alive(), f"thread {thread.name} still running after {timeout:.1f}s"
 
 
 class Inbox:
@@ -70,8 +80,10 @@ def running(*servers: Any) -> Iterator[None]:
     finally:
         for server in servers:
             server.stop()
-        waiters = [threading.Thread(target=s.wait) for s in servers]
+        waiters = [threading.Thread(target=s.wait, daemon=True, name="server-wait")
+                   for s in servers]
         for waiter in waiters:
             waiter.start()
+        deadline = time.monotonic() + EVENTUALLY
         for waiter in waiters:
-            waiter.join()
+            joined(waiter, max(0.0, deadline - time.monotonic()))

@@ -8,7 +8,7 @@ import uuid
 
 import oslo_messaging
 import pytest
-from refsupport import EVENTUALLY, QUIET, SCALE, Inbox
+from refsupport import EVENTUALLY, QUIET, SCALE, Inbox, joined
 
 from driver_conformance.reference import PollAdapter, ReferencePollListener
 
@@ -98,12 +98,12 @@ def test_reply_at_most_once_and_bare_exception(make_driver) -> None:
         except Exception as exc:
             results.put(exc)
 
-    caller = threading.Thread(target=call)
+    caller = threading.Thread(target=call, daemon=True)
     caller.start()
     (incoming,) = inbox.get()
     incoming.reply(failure=KeyError("missing"))
     incoming.reply("second reply, ignored")
-    caller.join()
+    joined(caller)
     error = results.get()
     assert isinstance(error, KeyError)
     assert "missing" in str(error)
@@ -140,7 +140,7 @@ def test_stop_waits_for_the_callback_and_returns_unhandled(make_driver, broker) 
     driver.send(tgt, {}, {"n": 1})
     assert entered.wait(EVENTUALLY)
     driver.send(tgt, {}, {"n": 2})
-    stopper = threading.Thread(target=listener.stop)
+    stopper = threading.Thread(target=listener.stop, daemon=True)
     stopper.start()
     stopper.join(QUIET)
     assert stopper.is_alive(), "stop() must wait for the callback in progress"
@@ -207,13 +207,13 @@ def test_poll_batches_time_from_first_message(make_driver) -> None:
         driver.send(tgt, {}, {"n": 1})
 
     gate = threading.Event()
-    sender = threading.Thread(target=late_send)
+    sender = threading.Thread(target=late_send, daemon=True)
     sender.start()
     entered = time.monotonic()
     threading.Timer(window, gate.set).start()
     batch = listener.poll(timeout=EVENTUALLY, batch_size=5, batch_timeout=window)
     elapsed = time.monotonic() - entered
-    sender.join()
+    joined(sender)
     assert payloads(batch) == [1]
     assert elapsed >= 2 * window * 0.9, "the batch timer must start at the first message"
     for n in range(7):
@@ -228,12 +228,12 @@ def test_stop_unblocks_poll(make_driver) -> None:
     driver = make_driver("?listener=poll")
     listener = poller(driver, target(server="s"))
     result = Inbox()
-    thread = threading.Thread(target=lambda: result.put(listener.poll()))
+    thread = threading.Thread(target=lambda: result.put(listener.poll()), daemon=True)
     thread.start()
-    result.assert_quiet(0.1)
+    result.assert_quiet(0.1 * SCALE)
     listener.stop()
     assert result.get() == []
-    thread.join()
+    joined(thread)
     assert listener.poll(timeout=None) == []
 
 
@@ -284,3 +284,99 @@ def test_cleanup_leaves_no_threads(make_driver) -> None:
     driver.cleanup()
     poll_driver.cleanup()
     assert not [t.name for t in threading.enumerate() if t.name.startswith("reference-")]
+
+
+def test_cleanup_wakes_a_caller_that_gave_no_timeout(make_driver) -> None:
+    """send(wait_for_reply=True, timeout=None) must not outlive its driver's cleanup()."""
+    server, client = make_driver(), make_driver()
+    tgt = target(server="s")
+    inbox = Inbox()
+    server.listen(tgt, 1, None).start(inbox.put)  # receives, never replies
+    outcome = Inbox()
+
+    def call() -> None:
+        try:
+            outcome.put(client.send(tgt, {}, {"n": 1}, wait_for_reply=True))
+        except Exception as exc:
+            outcome.put(exc)
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    inbox.get()
+    client.cleanup()
+    assert isinstance(outcome.get(), oslo_messaging.MessageDeliveryFailure)
+    joined(caller)
+
+
+def test_stop_gives_up_on_a_stuck_callback(make_driver, monkeypatch, caplog) -> None:
+    """stop() waits for a callback in progress, but not forever; it is never called again."""
+    from driver_conformance.reference import listeners
+
+    monkeypatch.setattr(listeners, "STOP_PATIENCE", 0.2 * SCALE)
+    driver = make_driver()
+    tgt = target(server="s")
+    release = threading.Event()
+    calls = Inbox()
+
+    def callback(incoming) -> None:
+        calls.put(payloads(incoming))
+        release.wait(EVENTUALLY)
+
+    listener = driver.listen(tgt, 1, None)
+    listener.start(callback)
+    driver.send(tgt, {}, {"n": 1})
+    assert calls.get() == [1]
+    driver.send(tgt, {}, {"n": 2})
+    started = time.monotonic()
+    listener.stop()
+    assert time.monotonic() - started < EVENTUALLY
+    assert "still running" in caplog.text
+    release.set()
+    calls.assert_quiet()
+    listener.cleanup()
+
+
+def test_wire_records_are_the_stored_bodies_bounded_in_bytes(make_driver, broker) -> None:
+    """The raw view: notifications as stored, no copies, within a byte budget."""
+    from driver_conformance.reference import MessageKind
+
+    broker.wire_log_bytes = 4096
+    driver = make_driver()
+    tgt = target(server="s")
+    inbox = Inbox()
+    listener = driver.listen(tgt, 1, None)
+    listener.start(lambda batch: [inbox.put(m) or m.reply("ok") for m in batch])
+    driver.send(tgt, {}, {"n": 1})
+    assert driver.send(tgt, {}, {"n": 2}, wait_for_reply=True, timeout=EVENTUALLY) == "ok"
+    topic = f"{tgt.topic}-n"
+
+    def notify(payload, version=2.0) -> None:
+        driver.send_notification(target(topic=f"{topic}.info"), {}, payload, version, retry=0)
+
+    notify({"n": 3})
+    notify({"n": 4}, version=1.0)
+    records = broker.wire_records()  # no request, no reply: their form is the reference's own
+    assert [r.kind for r in records] == [MessageKind.NOTIFICATION] * 2
+    assert [r.queues for r in records] == [1, 1]
+    enveloped, bare = records
+    assert '"oslo.version": "2.0"' in enveloped.body and "oslo.version" not in bare.body
+    assert enveloped.body is broker._queues[queued_key(enveloped)].ready[0].body  # not a copy
+    assert broker.wire_records(topic=f"{topic}.info", exchange="elsewhere") == []
+    assert broker.wire_records(topic=f"{topic}.info") == records
+    big = "x" * 3000
+    notify({"n": big})
+    notify({"n": big})  # the first big one no longer fits
+    assert sum(r.size for r in broker.wire_records() if r.body is not None) <= 4096
+    assert [r.size > 3000 for r in broker.wire_records()] == [True]
+    notify({"n": "y" * 5000})  # larger than the budget: recorded, body dropped
+    (huge,) = [r for r in broker.wire_records() if r.size > 5000]
+    assert huge.body is None and huge.queues == 1
+    broker.clear_wire_records()
+    assert broker.wire_records() == []
+    inbox.take(2)
+
+
+def queued_key(record):
+    from driver_conformance.reference import QueueKey, QueueKind
+
+    return QueueKey(QueueKind.TOPIC, record.to.exchange, record.to.topic)

@@ -60,8 +60,9 @@ def test_store_and_forward_then_pools(make_transport, broker, driver) -> None:
                             ("b", "late", {"n": 1}, True)]
         inbox.assert_quiet()
     # The stored form is enveloped for messagingv2 (version 2.0) only.
-    stored = [body for keys, body in broker.published if keys and keys[0][2].startswith(topic)]
-    assert ('"oslo.message"' in stored[0]) is (driver == "messagingv2")
+    stored = broker.wire_records(topic=f"{topic}.info")
+    assert [r.queues for r in stored] == [1, 3]  # the shared queue; then the pools too
+    assert ('"oslo.message"' in stored[0].body) is (driver == "messagingv2")
 
 
 def test_requeue_redelivers(make_transport) -> None:

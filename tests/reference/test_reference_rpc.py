@@ -8,7 +8,7 @@ import uuid
 
 import oslo_messaging
 import pytest
-from refsupport import QUIET, SCALE, Inbox, rpc_server, running
+from refsupport import EVENTUALLY, QUIET, SCALE, Inbox, joined, rpc_server, running
 
 
 class AppError(Exception):
@@ -170,23 +170,29 @@ def test_concurrent_calls_get_their_own_replies(make_transport) -> None:
         results[n] = [client.call({}, "echo", value=[n, i]) for i in range(20)]
 
     with running(*servers):
-        threads = [threading.Thread(target=caller, args=(n,)) for n in range(8)]
+        threads = [threading.Thread(target=caller, args=(n,), daemon=True) for n in range(8)]
         for thread in threads:
             thread.start()
+        deadline = time.monotonic() + EVENTUALLY
         for thread in threads:
-            thread.join()
+            joined(thread, max(0.0, deadline - time.monotonic()))
     assert results == {n: [[n, i] for i in range(20)] for n in range(8)}
 
 
 def test_call_monitor_heartbeats_keep_a_long_call_alive(make_transport) -> None:
-    """cmt=2: the server heartbeats every 1 s, so a 2.5 s method succeeds."""
+    """cmt=2 (scaled): the server heartbeats every cmt/2 s, so a 1.25 * cmt method succeeds.
+
+    oslo's watchdog heartbeats every ``int(cmt) / 2`` seconds and not at all
+    below one second, so the scaled value stays a whole number of at least 2.
+    """
+    cmt = max(2, round(2 * SCALE))
     transport = make_transport()
     name = topic()
     server = rpc_server(transport, oslo_messaging.Target(topic=name, server="s"), [Endpoint()])
     client = oslo_messaging.get_rpc_client(transport, oslo_messaging.Target(topic=name),
-                                           timeout=10, call_monitor_timeout=2)
+                                           timeout=5 * cmt, call_monitor_timeout=cmt)
     with running(server):
-        assert client.call({}, "slow", seconds=2.5) == "done"
+        assert client.call({}, "slow", seconds=1.25 * cmt) == "done"
 
 
 def test_call_monitor_times_out_without_heartbeats(make_driver) -> None:
@@ -200,7 +206,8 @@ def test_call_monitor_times_out_without_heartbeats(make_driver) -> None:
         started = time.monotonic()
         with pytest.raises(oslo_messaging.MessagingTimeout):
             driver.send(oslo_messaging.Target(topic=name), {}, {"method": "x"},
-                        wait_for_reply=True, timeout=5, call_monitor_timeout=0.4 * SCALE)
+                        wait_for_reply=True, timeout=EVENTUALLY,
+                        call_monitor_timeout=0.4 * SCALE)
         assert time.monotonic() - started < 0.4 * SCALE + QUIET
         (incoming,) = inbox.get()
         assert incoming.client_timeout == pytest.approx(0.4 * SCALE)

@@ -1,121 +1,51 @@
-"""A loopback TCP proxy that breaks the kit's own connections to a real broker, on demand.
+"""The proxy itself: one thread, one :mod:`selectors` loop, every connection's bytes.
 
-Retry, no-duplication and failover clauses can only be observed while the
-network misbehaves.  On a shared broker the kit may not stop the broker or
-close anyone else's connections, so every connection a driver under test
-makes goes through one of these proxies instead (the adapter rewrites the
-transport URL to point at it), and the faults act on the proxy alone:
+A :class:`FaultProxy` forwards ``127.0.0.1:<port>`` to one upstream address
+and applies the faults described in :mod:`driver_conformance.proxy` to the
+connections it carries.  One thread runs a :mod:`selectors` loop over every
+socket.  Control calls from other threads are queued to it and wait
+(bounded) until the loop has applied them, so that when :meth:`FaultProxy.cut`
+returns the connections are really gone.  Everything is bounded: the number
+of connections, the bytes buffered per direction (reading stops when a
+buffer is full, which pushes back on the sender the way a slow network
+does), every wait for the loop, and the time :meth:`FaultProxy.stop` takes.
 
-* **cut** -- every live connection is reset on both sides, once;
-* **refuse** -- new connections are refused (``ECONNREFUSED``, as from a
-  host where the broker is down); with live ones cut, this is an *outage*.
-  The listening socket is closed for it, and a bound socket that does not
-  listen holds the port meanwhile, so that no other socket of the machine
-  can take the port before the proxy listens on it again;
-* **freeze** -- nothing is read or written any more, in either direction,
-  and nothing is closed: a silent partition that only heartbeats or
-  timeouts can detect;
-* **delay** -- every chunk is held for a fixed time before it is passed on.
-
-The lanes run their proxies in a child process (:class:`ProxyProcess`,
-driven over its stdin and stdout), so that the proxy's own sockets and
-threads are never mistaken for the driver's (``driver.cleanup.releases-
-resources`` counts the sockets the kit's process holds) and the proxy does
-not wait for the GIL of the process whose driver it is breaking.
-
-In the proxy, one thread runs a :mod:`selectors` loop over every socket.  Control calls
-from other threads are queued to it and wait (bounded) until the loop has
-applied them, so that when :meth:`FaultProxy.cut` returns the connections
-are really gone.  Everything is bounded: the number of connections, the
-bytes buffered per direction (reading stops when a buffer is full, which
-pushes back on the sender the way a slow network does), every wait for the
-loop, and the time :meth:`FaultProxy.stop` takes.
+Told what its connections carry (``protocol="amqp"``), the proxy also reads
+them as frames (:mod:`driver_conformance.proxy.amqp`): it counts publishes
+and can lose the confirmation of the next N (:meth:`FaultProxy.lose_confirmations`),
+the one fault that needs to know where a message ends.  Without a protocol
+it never looks inside the bytes.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
 import errno
 import queue
 import selectors
 import socket
-import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any
 
-from driver_conformance import faults
+from driver_conformance.proxy.amqp import ConfirmBudget, ConfirmLoser
+from driver_conformance.proxy.pipes import Direction, Pipe, ProxyStats, reset_socket
 
 #: Bytes read from a socket at a time.
 CHUNK = 64 * 1024
 #: How long a control call waits for the loop to apply it.
 CONTROL_TIMEOUT = 5.0
+#: What a proxy can be told it carries (``protocol=``); None is bytes only.
+PROTOCOLS = frozenset({None, "amqp"})
+#: How long a connection whose confirmation is being lost waits for the broker's
+#: answer before it is cut anyway.
+ANSWER_PATIENCE = 5.0
 
 
 class ProxyError(RuntimeError):
     """The proxy could not start, or its loop did not answer a control call in time."""
-
-
-@dataclasses.dataclass
-class ProxyStats:
-    """Counters kept by the loop; read them for evidence ("3 connections cut")."""
-
-    accepted: int = 0
-    refused: int = 0
-    cut: int = 0
-    upstream_failures: int = 0
-    bytes_to_upstream: int = 0
-    bytes_to_client: int = 0
-    live: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
-
-
-def _reset(sock: socket.socket) -> None:
-    """Close ``sock`` with a TCP reset, so the peer learns at once and nothing lingers."""
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    with contextlib.suppress(OSError):
-        sock.close()
-
-
-class _Direction:
-    """Bytes travelling one way through a pipe, each chunk with the time it may leave."""
-
-    def __init__(self, src: socket.socket, dst: socket.socket) -> None:
-        self.src = src
-        self.dst = dst
-        self.chunks: collections.deque[tuple[float, bytes]] = collections.deque()
-        self.buffered = 0
-        self.eof = False
-        self.shut = False
-
-    def due(self, now: float) -> bool:
-        return bool(self.chunks) and self.chunks[0][0] <= now
-
-    def next_due(self) -> float | None:
-        return self.chunks[0][0] if self.chunks else None
-
-
-class _Pipe:
-    """One proxied connection: the client's socket, the upstream socket, two directions."""
-
-    def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
-        self.client = client
-        self.upstream = upstream
-        self.connected = False
-        self.up = _Direction(client, upstream)
-        self.down = _Direction(upstream, client)
-
-    def sockets(self) -> tuple[socket.socket, socket.socket]:
-        return self.client, self.upstream
-
-    def finished(self) -> bool:
-        return all(d.eof and not d.chunks for d in (self.up, self.down))
 
 
 class FaultProxy:
@@ -135,11 +65,22 @@ class FaultProxy:
         buffer_limit: int = 4 * 1024 * 1024,
         connect_timeout: float = 3.0,
         name: str = "fault-proxy",
+        protocol: str | None = None,
+        budget: ConfirmBudget | None = None,
+        answer_patience: float = ANSWER_PATIENCE,
     ) -> None:
         if listen_host not in ("127.0.0.1", "::1", "localhost"):
             # The proxy exists to break the kit's own connections; it must never
             # be reachable by anyone else.
             raise ValueError(f"the fault proxy listens on loopback only, not {listen_host!r}")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}; known: amqp (or None)")
+        #: What the connections carry: ``"amqp"`` (0-9-1) lets the proxy count
+        #: publishes and lose confirmations (:mod:`driver_conformance.proxy.amqp`).
+        self.protocol = protocol
+        #: Shared by the proxies of one backend: "the next N publishes" through any.
+        self.budget = budget if budget is not None else ConfirmBudget()
+        self.answer_patience = answer_patience
         self.upstream = upstream
         self.listen_host = listen_host
         self.requested_port = port
@@ -157,7 +98,7 @@ class FaultProxy:
         self._thread: threading.Thread | None = None
         self._commands: queue.SimpleQueue[tuple[Callable[[], Any], threading.Event,
                                                 list[Any]]] = queue.SimpleQueue()
-        self._pipes: list[_Pipe] = []
+        self._pipes: list[Pipe] = []
         self._connect_deadline: dict[socket.socket, float] = {}
         self._refusing = False
         self._frozen = False
@@ -250,14 +191,41 @@ class FaultProxy:
             raise ValueError(f"delay must be >= 0, got {seconds}")
         self._control(lambda: setattr(self, "_delay", float(seconds)))
 
+    def lose_confirmations(self, count: int) -> None:
+        """Let the next ``count`` publishes reach the broker and lose the answer to each.
+
+        Each such publish's connection is cut once the broker's answer has
+        arrived (see :mod:`driver_conformance.proxy.amqp`).  The count is kept
+        in :attr:`budget`, shared with every proxy built with the same one;
+        a new call replaces what is left of the last.
+        """
+        if self.protocol is None:
+            raise ValueError(f"{self.name}: losing confirmations needs a protocol "
+                             "(FaultProxy(..., protocol='amqp'))")
+        self._control(lambda: self.budget.set(count))
+
+    @property
+    def confirm_group(self) -> int:
+        """Proxies with equal groups share a budget: arm one of them, not each."""
+        return id(self.budget)
+
     def heal(self) -> None:
-        """End every fault: accept again, unfreeze, no delay, release held bytes now."""
+        """End every fault: accept again, unfreeze, no delay, release held bytes now.
+
+        Lost confirmations end too: nothing more is armed, and a connection
+        whose publish is already doomed is cut at once (what its client sent
+        after that publish has been dropped, so it cannot go on).
+        """
         def apply() -> None:
             self._set_refusing(False)
             self._frozen = False
             self._delay = 0.0
+            self.budget.set(0)
             now = time.monotonic()
-            for pipe in self._pipes:
+            for pipe in list(self._pipes):
+                if pipe.watch is not None and pipe.watch.doomed is not None:
+                    self._lose_confirm(pipe, answered=False)
+                    continue
                 for d in (pipe.up, pipe.down):
                     d.chunks = collections.deque((min(at, now), b) for at, b in d.chunks)
         self._control(apply)
@@ -315,6 +283,7 @@ class FaultProxy:
                     self._dispatch(key, mask)
                 self._run_commands()
                 self._expire_connects()
+                self._expire_answers()
                 self._reap()
         finally:
             # Also reached if the loop itself failed: the proxy is then stopped,
@@ -346,9 +315,9 @@ class FaultProxy:
         timeout = 0.5
         now = time.monotonic()
         if not self._frozen:
+            # Frozen, neither held bytes nor awaited answers are due (see _expire_answers).
             for pipe in self._pipes:
-                for d in (pipe.up, pipe.down):
-                    at = d.next_due()
+                for at in (pipe.up.next_due(), pipe.down.next_due(), pipe.answer_by):
                     if at is not None:
                         timeout = min(timeout, max(0.0, at - now))
         if self._connect_deadline:
@@ -397,6 +366,7 @@ class FaultProxy:
         """
         assert self._sel is not None
         self._refusing = refusing
+        self.stats.refusing = int(refusing)
         port = self.address[1]
         if refusing and self._listener is not None:
             self._sel.unregister(self._listener)
@@ -434,7 +404,7 @@ class FaultProxy:
                 return
             if self._refusing or len(self._pipes) >= self.max_connections:
                 self.stats.refused += 1
-                _reset(client)
+                reset_socket(client)
                 continue
             self.stats.accepted += 1
             client.setblocking(False)
@@ -446,15 +416,31 @@ class FaultProxy:
             err = upstream.connect_ex(self.upstream)
             if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
                 self.stats.upstream_failures += 1
-                _reset(client)
+                reset_socket(client)
                 upstream.close()
                 continue
-            pipe = _Pipe(client, upstream)
+            watch = ConfirmLoser(self.budget) if self.protocol == "amqp" else None
+            pipe = Pipe(client, upstream, watch)
             pipe.connected = err == 0
             if not pipe.connected:
                 self._connect_deadline[upstream] = time.monotonic() + self.connect_timeout
             self._pipes.append(pipe)
             self.stats.live = len(self._pipes)
+
+    def _expire_answers(self) -> None:
+        if self._frozen:
+            return  # a freeze closes nothing; the answer may still come after it
+        now = time.monotonic()
+        for pipe in list(self._pipes):
+            if pipe.answer_by is not None and pipe.answer_by <= now:
+                self._lose_confirm(pipe, answered=False)
+
+    def _lose_confirm(self, pipe: Pipe, answered: bool) -> None:
+        if answered:
+            self.stats.confirms_lost += 1
+        else:
+            self.stats.answers_missed += 1
+        self._drop(pipe)
 
     def _expire_connects(self) -> None:
         now = time.monotonic()
@@ -464,7 +450,7 @@ class FaultProxy:
                 self.stats.upstream_failures += 1
                 self._drop(pipe)
 
-    def _on_writable(self, pipe: _Pipe, sock: socket.socket) -> None:
+    def _on_writable(self, pipe: Pipe, sock: socket.socket) -> None:
         if sock is pipe.upstream and not pipe.connected:
             self._connect_deadline.pop(sock, None)
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -492,6 +478,9 @@ class FaultProxy:
                 return
             if d is pipe.up:
                 self.stats.bytes_to_upstream += sent
+                if pipe.watch is not None and pipe.watch.client_sent(sent):
+                    # The doomed publish is with the broker: its answer may come.
+                    pipe.answer_by = now + self.answer_patience
             else:
                 self.stats.bytes_to_client += sent
             d.buffered -= sent
@@ -504,7 +493,7 @@ class FaultProxy:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_WR)
 
-    def _on_readable(self, pipe: _Pipe, sock: socket.socket) -> None:
+    def _on_readable(self, pipe: Pipe, sock: socket.socket) -> None:
         d = pipe.up if sock is pipe.client else pipe.down
         try:
             data = sock.recv(CHUNK)
@@ -520,15 +509,37 @@ class FaultProxy:
                 with contextlib.suppress(OSError):
                     d.dst.shutdown(socket.SHUT_WR)
             return
+        if pipe.watch is not None:
+            data = self._watched(pipe, d, data)
+            if not data:
+                return
         d.chunks.append((time.monotonic() + self._delay, data))
         d.buffered += len(data)
+
+    def _watched(self, pipe: Pipe, d: Direction, data: bytes) -> bytes:
+        """What of ``data`` to pass on once the protocol watcher has seen it."""
+        watch = pipe.watch
+        assert watch is not None
+        if d is pipe.up:
+            confirmed = watch.confirmed
+            data, count = watch.client_data(data)
+            self.stats.publishes += count
+            self.stats.confirmed_publishes += watch.confirmed - confirmed
+        else:
+            data, cut = watch.broker_data(data)
+            if cut:
+                self._lose_confirm(pipe, answered=True)
+        if watch.session.error and not pipe.error_counted:
+            pipe.error_counted = True
+            self.stats.protocol_errors += 1
+        return data
 
     def _reap(self) -> None:
         for pipe in list(self._pipes):
             if pipe.finished():
                 self._drop(pipe, reset=False)
 
-    def _drop(self, pipe: _Pipe, reset: bool = True) -> None:
+    def _drop(self, pipe: Pipe, reset: bool = True) -> None:
         assert self._sel is not None
         if pipe not in self._pipes:
             return
@@ -538,7 +549,7 @@ class FaultProxy:
             with contextlib.suppress(KeyError, ValueError):
                 self._sel.unregister(sock)
             if reset:
-                _reset(sock)
+                reset_socket(sock)
             else:
                 with contextlib.suppress(OSError):
                     sock.close()
@@ -570,286 +581,3 @@ class FaultProxy:
             with contextlib.suppress(Exception):
                 self._sel.close()
 
-
-class ProxyFaults(faults.FaultInjector):
-    """The kit's :class:`~driver_conformance.faults.FaultInjector` over one or more proxies.
-
-    A multi-host transport URL gets one proxy per host; every fault applies to
-    all of them, so an outage is an outage of the whole cluster as the driver
-    sees it.  A lost confirmation cannot be produced by a proxy (it would have
-    to understand the protocol), so :data:`~driver_conformance.faults.LOST_CONFIRM`
-    is not declared.
-    """
-
-    kinds: ClassVar[frozenset[str]] = frozenset(
-        {faults.OUTAGE, faults.CUT, faults.FREEZE, faults.DELAY})
-
-    def __init__(self, proxies: list[Any]) -> None:
-        # FaultProxy objects, or RemoteProxy objects of a ProxyProcess.
-        self.proxies = proxies
-
-    def start_outage(self) -> None:
-        for proxy in self.proxies:
-            proxy.outage()
-
-    def cut_connections(self) -> None:
-        for proxy in self.proxies:
-            proxy.cut()
-
-    def freeze(self) -> None:
-        for proxy in self.proxies:
-            proxy.freeze(True)
-
-    def delay(self, seconds: float) -> None:
-        for proxy in self.proxies:
-            proxy.set_delay(seconds)
-
-    def heal(self) -> None:
-        for proxy in self.proxies:
-            with contextlib.suppress(ProxyError):
-                proxy.heal()
-
-    @property
-    def stats(self) -> dict[str, int]:
-        """Counters summed over every proxy (for evidence in findings)."""
-        total: collections.Counter[str] = collections.Counter()
-        for proxy in self.proxies:
-            total.update(proxy.stats.as_dict())
-        return dict(total)
-
-
-# -- the proxy in its own process ---------------------------------------------------------
-#
-# The drivers' own behaviour is judged partly by what they leave open in the
-# kit's process (``driver.cleanup.releases-resources`` counts its sockets), and
-# a proxy thread in that process would be counted with them: the proxy closes
-# its side of a connection only after it has seen the driver close its own.
-# It also competes for the GIL with the scenario it is breaking.  So the lanes
-# run the proxies in a child process, driven over its stdin/stdout, one JSON
-# line per command and per answer.
-
-
-class ProxyProcess:
-    """A child process running one :class:`FaultProxy` per upstream; see :class:`RemoteProxy`.
-
-    The child exits when its stdin closes, so it cannot outlive the kit's
-    process; :meth:`stop` ends it by its PID if it does not exit when asked.
-    """
-
-    def __init__(self, upstreams: list[tuple[str, int]], name: str = "fault-proxy",
-                 start_timeout: float = 10.0) -> None:
-        self.upstreams = upstreams
-        self.name = name
-        self.start_timeout = start_timeout
-        self.process: Any = None
-        self.ports: list[int] = []
-        self._lock = threading.Lock()
-
-    def start(self) -> ProxyProcess:
-        import json
-        import subprocess
-        import sys
-
-        args = [sys.executable, "-m", "driver_conformance.proxy", "--name", self.name]
-        for host, port in self.upstreams:
-            args += ["--upstream", f"{host}:{port}"]
-        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL, text=True, bufsize=1)
-        hello = self._read(self.start_timeout)
-        if hello is None or "ports" not in hello:
-            self.stop()
-            raise ProxyError(f"{self.name}: the proxy process did not start "
-                             f"({json.dumps(hello) if hello else 'no answer'})")
-        self.ports = list(hello["ports"])
-        return self
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else None
-
-    def _read(self, timeout: float) -> dict[str, Any] | None:
-        import json
-        import select
-
-        stdout = self.process.stdout
-        ready, _, _ = select.select([stdout], [], [], timeout)
-        if not ready:
-            return None
-        line = stdout.readline()
-        return json.loads(line) if line else None
-
-    def call(self, op: str, *args: Any, index: int | None = None,
-             timeout: float = CONTROL_TIMEOUT) -> Any:
-        """Run ``op`` on the proxy ``index`` (or all of them) in the child; its result."""
-        import json
-
-        with self._lock:
-            if self.process is None or self.process.poll() is not None:
-                raise ProxyError(f"{self.name}: the proxy process is not running")
-            try:
-                self.process.stdin.write(json.dumps(
-                    {"op": op, "args": list(args), "index": index}) + "\n")
-                self.process.stdin.flush()
-            except OSError as exc:
-                raise ProxyError(f"{self.name}: cannot reach the proxy process: {exc}") from None
-            answer = self._read(timeout)
-        if answer is None:
-            raise ProxyError(f"{self.name}: no answer to {op!r} within {timeout}s")
-        if not answer.get("ok"):
-            raise ProxyError(f"{self.name}: {op} failed: {answer.get('error')}")
-        return answer.get("result")
-
-    def stop(self, timeout: float = CONTROL_TIMEOUT) -> None:
-        import os
-        import signal
-        import subprocess
-
-        proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProxyError):
-            self.call("stop", timeout=timeout)
-        with contextlib.suppress(OSError):
-            proc.stdin.close()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout)
-        with contextlib.suppress(OSError):
-            proc.stdout.close()
-
-    def proxies(self) -> list[RemoteProxy]:
-        return [RemoteProxy(self, i) for i in range(len(self.ports))]
-
-
-class RemoteProxy:
-    """One proxy of a :class:`ProxyProcess`, with :class:`FaultProxy`'s fault methods."""
-
-    def __init__(self, process: ProxyProcess, index: int) -> None:
-        self.process = process
-        self.index = index
-        self.address = ("127.0.0.1", process.ports[index])
-
-    @property
-    def port(self) -> int:
-        return self.address[1]
-
-    def _call(self, op: str, *args: Any) -> Any:
-        return self.process.call(op, *args, index=self.index)
-
-    def cut(self) -> int:
-        return self._call("cut")
-
-    def refuse(self, refusing: bool = True) -> None:
-        self._call("refuse", refusing)
-
-    def outage(self) -> int:
-        return self._call("outage")
-
-    def freeze(self, frozen: bool = True) -> None:
-        self._call("freeze", frozen)
-
-    def set_delay(self, seconds: float) -> None:
-        self._call("set_delay", seconds)
-
-    def heal(self) -> None:
-        self._call("heal")
-
-    def barrier(self) -> None:
-        self._call("barrier")
-
-    @property
-    def stats(self) -> ProxyStats:
-        return ProxyStats(**self._call("stats"))
-
-    @property
-    def live_connections(self) -> int:
-        return self.stats.live
-
-
-_OPS = {"cut", "refuse", "outage", "freeze", "set_delay", "heal", "barrier", "stats"}
-
-
-def serve(upstreams: list[tuple[str, int]], name: str) -> int:
-    """The child's side of :class:`ProxyProcess`: proxies, then commands until stdin closes."""
-    import json
-    import sys
-
-    proxies = [FaultProxy(u, name=f"{name}-{i}").start() for i, u in enumerate(upstreams)]
-
-    def answer(obj: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(obj) + "\n")
-        sys.stdout.flush()
-
-    answer({"ports": [p.port for p in proxies]})
-    try:
-        for line in sys.stdin:
-            try:
-                command = json.loads(line)
-                op = command["op"]
-                if op == "stop":
-                    answer({"ok": True, "result": None})
-                    break
-                if op not in _OPS:
-                    raise ValueError(f"unknown operation {op!r}")
-                index = command.get("index")
-                targets = proxies if index is None else [proxies[index]]
-                results = []
-                for proxy in targets:
-                    if op == "stats":
-                        results.append(proxy.stats.as_dict())
-                    else:
-                        results.append(getattr(proxy, op)(*command.get("args", [])))
-                answer({"ok": True, "result": results[0] if index is not None else results})
-            except Exception as exc:  # reported to the parent, which raises ProxyError
-                answer({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
-    finally:
-        for proxy in proxies:
-            proxy.stop()
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m driver_conformance.proxy",
-                                     description="loopback fault proxies driven over stdin")
-    parser.add_argument("--upstream", action="append", required=True, metavar="HOST:PORT")
-    parser.add_argument("--name", default="fault-proxy")
-    args = parser.parse_args(argv)
-    upstreams = []
-    for item in args.upstream:
-        host, _, port = item.rpartition(":")
-        upstreams.append((host.strip("[]"), int(port)))
-    return serve(upstreams, args.name)
-
-
-@contextlib.contextmanager
-def proxies_for(hosts: list[tuple[str, int]], name: str = "fault-proxy", *,
-                out_of_process: bool = True) -> Iterator[list[Any]]:
-    """One started proxy per ``(host, port)``, all stopped when the block ends.
-
-    By default they run in a child process (see :class:`ProxyProcess`); the
-    in-process variant is for tests of the proxy itself.
-    """
-    if out_of_process:
-        process = ProxyProcess(hosts, name=name).start()
-        try:
-            yield process.proxies()
-        finally:
-            process.stop()
-        return
-    started: list[FaultProxy] = []
-    try:
-        for i, (host, port) in enumerate(hosts):
-            started.append(FaultProxy((host, port), name=f"{name}-{i}").start())
-        yield started
-    finally:
-        for proxy in reversed(started):
-            proxy.stop()
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
