@@ -4,7 +4,13 @@ Adapters import :data:`hookimpl` to register with the kit, and subclass
 :class:`~driver_conformance.adapter.Adapter`.
 """
 
-from driver_conformance.adapter import Adapter, Backend, BackendUnavailable, Capabilities
+from driver_conformance.adapter import (
+    Adapter,
+    Backend,
+    BackendUnavailable,
+    Capabilities,
+    StoredView,
+)
 from driver_conformance.configuration import Override
 from driver_conformance.hookspecs import hookimpl
 
@@ -16,6 +22,7 @@ __all__ = [
     "BackendUnavailable",
     "Capabilities",
     "Override",
+    "StoredView",
     "__version__",
     "hookimpl",
 ]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from oslo_config import cfg
 
 from driver_conformance.faults import FaultInjector
+from driver_conformance.stored import StoredView
 
 if TYPE_CHECKING:
     from driver_conformance.brokers.janitor import Janitor
@@ -78,11 +79,13 @@ class Backend:
 
     ``url`` is the transport URL the drivers under test are built with; it may
     differ from the URL the user gave (a proxy in front of the broker, a fresh
-    virtual host).  ``faults`` is None when the adapter cannot inject faults.
+    virtual host).  ``faults`` is None when the adapter cannot inject faults,
+    ``stored`` when it has no raw view of stored notifications.
     """
 
     url: str
     faults: FaultInjector | None = None
+    stored: StoredView | None = None
     #: Free-form facts for reports (broker version, ...); never credentials.
     facts: dict[str, str] = dataclasses.field(default_factory=dict)
 

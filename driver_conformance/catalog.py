@@ -30,6 +30,7 @@ AREAS = (
     "retry",
     "notifications",
     "acknowledgement",
+    "incoming",
     "listeners",
     "lifecycle",
     "features",

@@ -19,7 +19,7 @@ from oslo_messaging import transport as om_transport
 from oslo_messaging._drivers import base as driver_base
 
 from driver_conformance import outcomes
-from driver_conformance.adapter import CALLBACK, POLL
+from driver_conformance.adapter import CALLBACK, POLL, StoredView
 from driver_conformance.bounded import DriverHung, call_bounded
 from driver_conformance.catalog import load_catalog
 from driver_conformance.faults import FaultInjector
@@ -184,6 +184,15 @@ class Kit:
             self._teardown.append(("faults.heal()", injector.heal))
         return injector
 
+    def stored_view(self) -> StoredView:
+        """The adapter's raw view of stored notifications; NOT RUN when it has none."""
+        view = self.run.backend.stored if self.run.backend else None
+        if view is None:
+            outcomes.not_run(
+                f"adapter {self.run.adapter.name!r} has no raw view of stored notifications "
+                "(Backend.stored: subclass driver_conformance.StoredView)")
+        return view
+
     # -- drivers and listeners ----------------------------------------------------------
     def driver(self, *, listener_style: str = CALLBACK,
                allowed_remote_exmods: list[str] | None = None) -> Any:
@@ -201,9 +210,28 @@ class Kit:
             allowed_remote_exmods=allowed_remote_exmods,
             what="driver construction",
         )
-        self._teardown.append(("driver.cleanup()", driver.cleanup))
+        self._teardown.append(("driver.cleanup()", self._track_cleanup(driver)))
         self._styles[id(driver)] = listener_style
         return driver
+
+    @staticmethod
+    def _track_cleanup(driver: Any) -> Callable[[], None]:
+        """The teardown of ``driver``: its ``cleanup()``, unless the scenario already called it.
+
+        A scenario that cleans a driver up itself (directly or by ``transport.cleanup()``)
+        has that call judged; teardown calling it again would judge a second cleanup in
+        every such scenario, which is ``driver.cleanup.repeatable``'s alone, and a driver
+        whose first cleanup hung would hang teardown too.
+        """
+        cleanup = driver.cleanup
+        called: list[bool] = []
+
+        def tracked() -> Any:
+            called.append(True)
+            return cleanup()
+
+        driver.cleanup = tracked
+        return lambda: None if called else cleanup()
 
     def poll_style(self, listener: Any) -> driver_base.PollStyleListener:
         """The ``PollStyleListener`` a ``listen()`` returned (bare, or inside oslo's adapter).

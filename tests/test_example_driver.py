@@ -241,8 +241,8 @@ def test_conftest_adapter_full_run(pytester: pytest.Pytester,
 def test_broken_variant_fails_fanout_only(pytester: pytest.Pytester) -> None:
     """Fanout to one listener fails ``send.fanout.all-subscribers`` and no other clause.
 
-    The one clause whose scenario relies on fanout is not judged, and the
-    summary names it with the reason.
+    The scenario route that relies on fanout is not judged, and says so naming
+    the clause it relies on; the clause is still judged through its other route.
     """
     copy_example(pytester)
     report_path = pytester.path / "report.json"
@@ -259,7 +259,13 @@ def test_broken_variant_fails_fanout_only(pytester: pytest.Pytester) -> None:
     assert not [s["nodeid"] for s in scenarios if s["outcome"] == "error"]
     section = summary(result)
     assert "FAIL  MUST     send.fanout.all-subscribers" in section
-    assert "incoming.content.copied-not-shared" in assert_unjudged_listed(report, section)
+    assert_unjudged_listed(report, section)
+    routes = {s["nodeid"]: s for c in report["clauses"] for s in c["scenarios"]
+              if c["id"] == "incoming.content.copied-not-shared"}
+    fanout = routes["incoming.py::test_content_copied_not_shared[fanout]"]
+    assert fanout["outcome"] == "not-run"
+    assert "relies on send.fanout.all-subscribers" in fanout["message"]
+    assert routes["incoming.py::test_content_copied_not_shared[pools]"]["outcome"] == "pass"
 
 
 def test_without_fault_injection_unjudged_clauses_are_named(pytester: pytest.Pytester) -> None:

@@ -117,10 +117,23 @@ def test_variant_is_caught_by_its_clause(pytester: pytest.Pytester, variant: Var
 
 def test_a_hanging_poll_stop_fails_only_the_stop_clauses(pytester: pytest.Pytester) -> None:
     """Every poll scenario stops its own poller relying on the stop clauses: a driver whose
-    stop() hangs fails those, and the other poll clauses are judged or left NOT RUN."""
+    stop() hangs fails those (``poll.stop.returns-without-poll`` too: it hangs with no poll
+    running as well), and the other poll clauses are judged or left NOT RUN."""
     clauses = [c.id for c in load_catalog() if c.id.startswith("poll.")]
     _, failed = run_suite(pytester, "broken-poll-stop-hangs", clauses)
-    assert set(failed) == {"poll.stop.unblocks", "poll.stop.thread-safe"}, failed
+    assert set(failed) == {"poll.stop.unblocks", "poll.stop.thread-safe",
+                           "poll.stop.returns-without-poll"}, failed
+
+
+def test_a_stop_waiting_for_a_poll_fails_only_its_clauses(pytester: pytest.Pytester) -> None:
+    """rabbit's stop(), which waits for a poll() to notice it, fails the clauses of a stop
+    with no poll running (the poller's, and the never-started listener's through oslo's
+    adapter), and no other poll or listener clause: each scenario bounds its own stop()
+    and teardown does not hang on it."""
+    clauses = [c.id for c in load_catalog() if c.id.startswith(("poll.", "listener."))]
+    _, failed = run_suite(pytester, "broken-poll-stop-waits-for-poll", clauses)
+    assert set(failed) == {"poll.stop.returns-without-poll",
+                           "listener.stop.never-started"}, failed
 
 
 def test_detect_command_prints_the_table(tmp_path: Path) -> None:

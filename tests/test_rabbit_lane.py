@@ -289,3 +289,27 @@ def test_the_users_configuration_is_judged_and_reported(pytester: pytest.Pyteste
     over = [o for o in judged["overrides"] if o["over_user_value"]]
     assert [o["option"] for o in over] == ["heartbeat_timeout_threshold"]
     assert secret not in out and secret not in (pytester.path / "r.json").read_text()
+
+
+def test_stored_view_takes_what_the_queue_holds_and_nothing_when_there_is_no_queue() -> None:
+    """The rabbit adapter's raw view of stored notifications, against the real broker."""
+    import amqp
+
+    from driver_conformance.brokers.rabbit import RabbitStoredView
+
+    _ctl()
+    view = RabbitStoredView(host=BROKER[0], port=BROKER[1], userid="guest", password="guest",
+                            vhost="/")
+    queue = f"dc-viewtest-{uuid.uuid4().hex[:8]}.info"
+    assert view.stored_notifications("", queue, timeout=0.2) == [], "no queue: nothing stored"
+    conn = amqp.Connection(f"{BROKER[0]}:{BROKER[1]}", userid="guest", password="guest")
+    conn.connect()
+    try:
+        channel = conn.channel()
+        channel.queue_declare(queue, auto_delete=False)
+        channel.basic_publish(amqp.Message(b'{"oslo.version": "2.0"}'), routing_key=queue)
+        assert view.stored_notifications("", queue, timeout=5) == [b'{"oslo.version": "2.0"}']
+        assert view.stored_notifications("", queue, timeout=0.2) == [], "what it read is taken"
+    finally:
+        channel.queue_delete(queue)
+        conn.close()

@@ -4,7 +4,9 @@ Mirrors :mod:`driver_conformance.scenarios.addressing`.  Each variant here
 drops or bends one part of the address a message is sent to or a listener
 subscribes to (exchange, topic, server, the fanout flag), or how copies are
 spread over a topic's listeners, which is what the addressing scenarios
-observe: the exact set of listeners each message reached.
+observe: the exact set of listeners each message reached.  ``dotted-names-misrouted``
+only shows on names shaped as services name theirs, in
+:mod:`driver_conformance.scenarios.content`.
 """
 
 from __future__ import annotations
@@ -67,6 +69,29 @@ class ServerIgnored(WrappedDriver):
     def send(self, target: Any, ctxt: Any, message: Any, **kwargs: Any) -> Any:
         if target.server:
             target = _target(target, server=None)
+        return super().send(target, ctxt, message, **kwargs)
+
+
+@variant("dotted-names-misrouted", "send.address.topic-exchange-server",
+         "send() writes the address as '<topic>.<server>' and reads it back at its last dot")
+class DottedNamesMisrouted(WrappedDriver):
+    """A cast goes to the address its flat ``<topic>.<server>`` form splits into at the
+    last dot.
+
+    This is the driver that keeps topic and server addresses in one flat namespace
+    and recovers the parts by splitting at the last dot: right for the kit's dot-free
+    names, wrong for a server named by its host name (``compute-01.example.org`` reads
+    as server ``org`` of topic ``<topic>.compute-01.example``), and for neutron's
+    per-host topic ``q-agent-notifier-port-update.compute-01``, which reads as a server
+    address.  Listeners subscribe correctly, so only names with dots go astray.
+    """
+
+    def send(self, target: Any, ctxt: Any, message: Any, **kwargs: Any) -> Any:
+        if not target.fanout:
+            flat = f"{target.topic}.{target.server}" if target.server else target.topic
+            topic, dot, server = (flat or "").rpartition(".")
+            if dot:
+                target = _target(target, topic=topic, server=server)
         return super().send(target, ctxt, message, **kwargs)
 
 

@@ -1,112 +1,24 @@
-"""Broken listeners: what they deliver, callback batches, and poll-style listeners.
+"""Broken listeners: callback batches and stop, and poll-style listeners.
 
 Mirrors :mod:`driver_conformance.scenarios.listeners`.  The variants come in
-three groups, as the scenarios do: the content of delivered messages, the
-callback listener's batches and stop, and ``poll()`` of a poll-style
-listener (its timeout, batch size, batch timer, stop, and errors).
+two groups, as the scenarios do: the callback listener's batches and stop,
+and ``poll()`` of a poll-style listener (its timeout, batch size, batch
+timer, stop, and errors).  What a listener delivers is :mod:`.incoming`'s.
 """
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
-import uuid
 from typing import Any
 
 from driver_conformance.broken._registry import variant
 from driver_conformance.broken.wrappers import (
-    ListenerLike,
     WrappedDriver,
-    WrappedIncoming,
     WrappedListener,
     WrappedPollAdapter,
     WrappedPoller,
 )
-
-# -- what a listener delivers ----------------------------------------------------------
-
-
-@variant("msg-id-missing", "incoming.attributes.base-initialised",
-         "delivered messages have msg_id None (IncomingMessage.__init__ not honoured)")
-class MsgIdMissing(WrappedDriver):
-    """``msg_id`` of every delivered message is None.
-
-    This is the driver whose message class skips ``IncomingMessage.__init__``
-    and sets only ctxt and message; the RPC server logs msg_id.
-    """
-
-    def wrap_incoming(self, inner: Any, listener: ListenerLike) -> WrappedIncoming:
-        message = super().wrap_incoming(inner, listener)
-        message.overrides["msg_id"] = None
-        return message
-
-
-@variant("ctxt-key-added", "incoming.content.ctxt-no-added-keys",
-         "the delivered ctxt carries a 'client_timeout' key the sender never set")
-class CtxtKeyAdded(WrappedDriver):
-    """Every delivered ctxt gains a ``client_timeout`` key, every sent key kept.
-
-    This is oslo's rabbit driver, which unpacks its own header into the
-    context it hands on: endpoints see a key the caller never sent.
-    """
-
-    def wrap_incoming(self, inner: Any, listener: ListenerLike) -> WrappedIncoming:
-        message = super().wrap_incoming(inner, listener)
-        if isinstance(inner.ctxt, dict):
-            message.overrides["ctxt"] = dict(inner.ctxt, client_timeout=inner.client_timeout)
-        return message
-
-
-_SENT_OBJECTS: collections.OrderedDict[str, tuple[Any, Any]] = collections.OrderedDict()
-
-
-_SENT_LOCK = threading.Lock()
-
-
-_SENT_KEY = "_broken_shared_ref"
-
-
-@variant("messages-shared", "incoming.content.copied-not-shared",
-         "the listener receives the sender's very ctxt and message objects")
-class MessagesShared(WrappedDriver):
-    """Delivered ``ctxt`` and ``message`` are the objects the sender passed.
-
-    An in-process driver that hands references over instead of serialising
-    (oslo.messaging's old fake driver had to add a deepcopy for this): later
-    mutations by either side show on the other.
-    """
-
-    def _remember(self, ctxt: Any, message: Any) -> Any:
-        if not isinstance(ctxt, dict):
-            return ctxt
-        ref = uuid.uuid4().hex
-        with _SENT_LOCK:
-            _SENT_OBJECTS[ref] = (ctxt, message)
-            while len(_SENT_OBJECTS) > 10000:
-                _SENT_OBJECTS.popitem(last=False)
-        return dict(ctxt, **{_SENT_KEY: ref})
-
-    def send(self, target: Any, ctxt: Any, message: Any, **kwargs: Any) -> Any:
-        return super().send(target, self._remember(ctxt, message), message, **kwargs)
-
-    def send_notification(self, target: Any, ctxt: Any, message: Any, version: float,
-                          retry: int | None = None) -> Any:
-        return super().send_notification(target, self._remember(ctxt, message), message,
-                                         version, retry)
-
-    def wrap_incoming(self, inner: Any, listener: ListenerLike) -> WrappedIncoming:
-        message = super().wrap_incoming(inner, listener)
-        ctxt = inner.ctxt
-        if isinstance(ctxt, dict) and _SENT_KEY in ctxt:
-            with _SENT_LOCK:
-                sent = _SENT_OBJECTS.get(ctxt[_SENT_KEY])
-            if sent is not None:
-                message.overrides["ctxt"], message.overrides["message"] = sent
-            else:
-                message.overrides["ctxt"] = {k: v for k, v in ctxt.items() if k != _SENT_KEY}
-        return message
-
 
 # -- callback-style listeners ----------------------------------------------------------
 

@@ -4,7 +4,9 @@ Mirrors :mod:`driver_conformance.scenarios.notifications`.  Most variants
 change what ``listen_for_notifications()`` subscribes to (a pool, a
 priority, a server that must be ignored), the rest what
 ``send_notification()`` publishes, so a notification reaches too many
-listeners, too few, or arrives other than as sent.
+listeners, too few, or arrives other than as sent.  ``notify-dotted-topic-cut``
+only shows on topics named as operators name theirs, in
+:mod:`driver_conformance.scenarios.content`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,51 @@ class PoolsIgnored(WrappedDriver):
                                                     batch_timeout)
         listener.info.pool = pool
         return listener
+
+
+_POOL_OWNERS = _Gate()
+
+
+@variant("pool-spans-topics", "notify-listen.pool.per-target",
+         "one subscription per pool name: a pool's listeners on other topics share it")
+class PoolSpansTopics(WrappedDriver):
+    """A pool's subscription is named after the pool alone, whatever the topics.
+
+    This is one queue named after the pool and bound to every topic any of
+    its listeners asked for: what is sent to one topic is handed to the
+    pool's first consumer (which holds the queue, as a consumer with
+    unlimited prefetch does), even when that listener is on another topic.
+    Members on the same targets share as before.
+    """
+
+    def _key(self, listener: WrappedListener | WrappedPollAdapter) -> tuple[str, str] | None:
+        info = listener.info
+        if info.kind != "notifications" or not info.pool:
+            return None
+        return (self.vhost, info.pool)
+
+    def on_listener_start(self, listener: WrappedListener | WrappedPollAdapter) -> None:
+        super().on_listener_start(listener)
+        if (key := self._key(listener)) is not None:
+            _POOL_OWNERS.add(key, listener)
+
+    def on_listener_stop(self, listener: WrappedListener | WrappedPollAdapter) -> None:
+        if (key := self._key(listener)) is not None:
+            _POOL_OWNERS.remove(key, listener)
+        super().on_listener_stop(listener)
+
+    def on_deliver(self, listener: WrappedListener | WrappedPollAdapter,
+                   batch: list[Any]) -> None:
+        key = self._key(listener)
+        owner = _POOL_OWNERS.first(key) if key is not None else None
+        if owner is None or _pairs(owner) == _pairs(listener):
+            super().on_deliver(listener, batch)
+        else:
+            super().on_deliver(owner, batch)
+
+
+def _pairs(listener: WrappedListener | WrappedPollAdapter) -> set[tuple[Any, ...]]:
+    return {(t.exchange, t.topic, p) for t, p in listener.info.targets}
 
 
 _LIVE_NOTIFICATION_LISTENERS = _Gate()
@@ -163,6 +210,43 @@ class NotifyExchangeIgnored(WrappedDriver):
                                          version, retry)
 
 
+@variant("notify-rpc-addressing", "notify.address.server-fanout-ignored",
+         "send_notification() to a target with a server or fanout goes by send()'s addressing")
+class NotifyRpcAddressing(WrappedDriver):
+    """A notification target's ``server`` or ``fanout`` routes it as an RPC cast would.
+
+    A driver sharing one publish path between ``send`` and ``send_notification``
+    builds the topic.server address, or the fanout exchange, from the target;
+    notification listeners subscribe to neither, so the notification is lost.
+    """
+
+    def send_notification(self, target: Any, ctxt: Any, message: Any, version: float,
+                          retry: int | None = None) -> Any:
+        if target.server or target.fanout:
+            return super().send(target, ctxt, message, retry=retry)
+        return super().send_notification(target, ctxt, message, version, retry)
+
+
+@variant("notify-dotted-topic-cut", "notify.address.exchange-and-topic",
+         "send_notification() keeps only the first dotted segment of the topic")
+class NotifyDottedTopicCut(WrappedDriver):
+    """``send_notification`` to ``a.b.info`` publishes to ``a.info``.
+
+    This is the driver that splits the Notifier's ``<topic>.<priority>`` address at its
+    dots and keeps the first field as the topic and the last as the priority: right for
+    ``notifications.info``, wrong for any topic with a dot of its own, whose listeners
+    (subscribed to the whole topic) never see the notification.  The kit's own topics
+    have no dots, so only names shaped like an operator's show it.
+    """
+
+    def send_notification(self, target: Any, ctxt: Any, message: Any, version: float,
+                          retry: int | None = None) -> Any:
+        fields = (target.topic or "").split(".")
+        if len(fields) > 2:
+            target = _target(target, topic=f"{fields[0]}.{fields[-1]}")
+        return super().send_notification(target, ctxt, message, version, retry)
+
+
 @variant("notify-server-honoured", "notify-listen.address.server-fanout-ignored",
          "listen_for_notifications() uses target.server as a private subscription")
 class NotifyServerHonoured(WrappedDriver):
@@ -182,6 +266,35 @@ class NotifyServerHonoured(WrappedDriver):
         listener = super().listen_for_notifications(pairs, private, batch_size, batch_timeout)
         listener.info.pool = pool
         return listener
+
+
+@variant("envelope-never", "notify.envelope.by-version",
+         "send_notification ignores version: 2.0 is stored bare, without the envelope")
+class EnvelopeNever(WrappedDriver):
+    """Every notification is stored bare, whatever ``version`` says.
+
+    oslo's fake driver does this; its listeners cannot tell, but a consumer
+    reading the backend for the 2.0 envelope (another driver, a tool that
+    reads oslo.version) finds none.
+    """
+
+    def send_notification(self, target: Any, ctxt: Any, message: Any, version: float,
+                          retry: int | None = None) -> Any:
+        return super().send_notification(target, ctxt, message, 1.0, retry)
+
+
+@variant("envelope-always", "notify.envelope.by-version",
+         "send_notification envelopes every version, 1.0 included")
+class EnvelopeAlways(WrappedDriver):
+    """Every notification is stored in the 2.0 envelope, a 1.0 one included.
+
+    Its own listeners unwrap both, so only the stored form shows that a
+    consumer expecting the bare 1.0 message gets the envelope instead.
+    """
+
+    def send_notification(self, target: Any, ctxt: Any, message: Any, version: float,
+                          retry: int | None = None) -> Any:
+        return super().send_notification(target, ctxt, message, 2.0, retry)
 
 
 @variant("notify-envelope-leaked", "notify.envelope.transparent",

@@ -195,7 +195,7 @@ class WrappedListener(base.Listener):
         base.Listener.stop(self)
 
     def cleanup(self) -> None:
-        if not self.stopped:
+        if self.started and not self.stopped:  # a listener never started has nothing to stop
             self.stop()
         self.driver.on_listener_cleanup(self)
 
@@ -298,7 +298,7 @@ class WrappedPollAdapter(base.PollStyleListenerAdapter):
         base.Listener.stop(self)
 
     def cleanup(self) -> None:
-        if not self.stopped:
+        if self.started and not self.stopped:
             self.stop()
         self.driver.on_listener_cleanup(self)
 
@@ -395,7 +395,8 @@ class WrappedDriver(base.BaseDriver):
             listeners = list(self._listeners)
         for listener in listeners:
             try:
-                listener.stop()
+                if getattr(listener, "started", True):  # a bare poller has no start()
+                    listener.stop()
                 listener.cleanup()
             except Exception:
                 LOG.exception("broken: listener cleanup failed")

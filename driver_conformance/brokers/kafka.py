@@ -9,8 +9,10 @@ those under the prefix.  Listing and deleting go through confluent-kafka's
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from driver_conformance.stored import StoredView
 from driver_conformance.urls import network_hosts
 
 #: How long one admin request may take, in seconds.
@@ -64,3 +66,46 @@ class KafkaJanitor:
             problems.append(f"{type(exc).__name__}: {exc}")
         text = f"deleted {len(self.deleted)} topics and consumer groups"
         return text + (f"; problems: {'; '.join(problems[:3])}" if problems else "")
+
+
+class KafkaStoredView(StoredView):
+    """Notifications as a Kafka broker stores them: the records of their topic.
+
+    The kafka driver publishes a notification for ``"<topic>.<priority>"`` to the
+    Kafka topic it derives from that name and the URL's virtual host (the
+    exchange plays no part in it), so the view reads that topic from its first
+    offset with partitions assigned by hand: no consumer group is joined or
+    left behind, and nothing is committed.  It reads through the same address
+    the drivers are given (for the private broker, the kit's proxy).
+    """
+
+    def __init__(self, bootstrap: str, virtual_host: str | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.virtual_host = virtual_host
+
+    def stored_notifications(self, exchange: str, topic: str, *, timeout: float
+                             ) -> list[bytes]:
+        import confluent_kafka
+        import oslo_messaging
+        from oslo_messaging._drivers.impl_kafka import target_to_topic
+
+        name = target_to_topic(oslo_messaging.Target(topic=topic), vhost=self.virtual_host)
+        deadline = time.monotonic() + timeout
+        consumer = confluent_kafka.Consumer({
+            "bootstrap.servers": self.bootstrap, "group.id": "driver-conformance-stored-view",
+            "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        try:
+            metadata = consumer.list_topics(name, timeout=max(deadline - time.monotonic(), 0.1))
+            found = metadata.topics.get(name)
+            if found is None or found.error is not None or not found.partitions:
+                return []
+            first = confluent_kafka.OFFSET_BEGINNING
+            consumer.assign([confluent_kafka.TopicPartition(name, p, first)
+                             for p in found.partitions])
+            bodies: list[bytes] = []
+            while not bodies and (remaining := deadline - time.monotonic()) > 0:
+                records = consumer.consume(num_messages=100, timeout=min(remaining, 0.5))
+                bodies += [r.value() for r in records if r.error() is None and r.value()]
+            return bodies
+        finally:
+            consumer.close()

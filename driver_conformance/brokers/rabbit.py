@@ -28,8 +28,11 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from driver_conformance.stored import StoredView
 
 #: The AMQP 0-9-1 protocol header a client opens with.
 AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
@@ -211,6 +214,50 @@ def delete_by_name(host: str, port: int, *, userid: str, password: str, vhost: s
         with contextlib.suppress(Exception):
             conn.close()
     return problems
+
+
+class RabbitStoredView(StoredView):
+    """Notifications as RabbitMQ stores them, read over a connection of its own.
+
+    The rabbit driver stores a notification for ``(exchange, "<topic>.<priority>")``
+    in the durable queue of that name, which it declares bound to the exchange
+    when it publishes.  The view consumes from that queue with auto-ack, so what
+    it reads is taken off the broker (the queue itself goes with the run's
+    cleanup), and closes its connection before returning.  It connects to the
+    broker directly, not through the kit's proxy, so the faults a scenario
+    injects do not reach it.
+    """
+
+    def __init__(self, *, host: str, port: int, userid: str, password: str,
+                 vhost: str) -> None:
+        self._address = f"{host}:{port}"
+        self._login = {"userid": userid, "password": password, "virtual_host": vhost or "/"}
+
+    def stored_notifications(self, exchange: str, topic: str, *, timeout: float
+                             ) -> list[bytes]:
+        import amqp
+
+        bodies: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        conn = amqp.Connection(self._address, connect_timeout=3, read_timeout=3,
+                               write_timeout=3, **self._login,
+                               client_properties={"connection_name":
+                                                  "driver-conformance-stored-view"})
+        conn.connect()
+        try:
+            channel = conn.channel()
+            try:
+                channel.basic_consume(queue=topic, no_ack=True, callback=lambda m: bodies.append(
+                    m.body if isinstance(m.body, bytes) else str(m.body).encode()))
+            except amqp.exceptions.NotFound:
+                return []  # the driver declared no queue: nothing was stored
+            while not bodies and (remaining := deadline - time.monotonic()) > 0:
+                with contextlib.suppress(socket.timeout):
+                    conn.drain_events(timeout=min(remaining, 0.5))
+            return bodies
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
 
 
 class ReplyQueueTracker:

@@ -67,7 +67,7 @@ from driver_conformance.adapter import (
 )
 from driver_conformance.brokers.janitor import Janitor, NothingToClean
 from driver_conformance.drivers import load_driver
-from driver_conformance.urls import mask_url, network_hosts
+from driver_conformance.urls import mask_url, network_hosts, parse_url
 
 LOG = logging.getLogger(__name__)
 #: Where librdkafka's log lines go (as Python log records) while the adapter is installed.
@@ -225,7 +225,8 @@ class KafkaAdapter(Adapter):
             if reason:
                 raise BackendUnavailable(
                     f"cannot reach the Kafka broker of {mask_url(url)} ({reason})")
-            yield Backend(url=url, facts={"broker": f"Kafka at {', '.join(hosts)}"})
+            yield Backend(url=url, stored=_stored_view(url),
+                          facts={"broker": f"Kafka at {', '.join(hosts)}"})
             return
 
         from driver_conformance.brokers.tansu import TansuBroker, TansuUnavailable, free_port
@@ -249,7 +250,8 @@ class KafkaAdapter(Adapter):
                         + "; topics created before subscribing") if tuned
                     else "the driver's own client settings (no tuning, no provisioning)",
                 }
-                backend = Backend(url=proxy.url, faults=proxy.faults, facts=facts)
+                backend = Backend(url=proxy.url, faults=proxy.faults,
+                                  stored=_stored_view(proxy.url), facts=facts)
                 if tuned:
                     self.client = _TunedClient(confluent_kafka, f"127.0.0.1:{proxy_port}")
                     with self.client.install():
@@ -264,6 +266,14 @@ class KafkaAdapter(Adapter):
                     allowed_remote_exmods: list[str], listener_style: str = CALLBACK) -> Any:
         return load_driver(conf, url, default_exchange=default_exchange,
                            allowed_remote_exmods=allowed_remote_exmods)
+
+
+def _stored_view(url: str) -> Any:
+    """The raw view of the notifications stored on the Kafka broker at ``url``."""
+    from driver_conformance.brokers.kafka import KafkaStoredView
+
+    hosts = ",".join(f"{h}:{p or KafkaAdapter.default_port}" for h, p in network_hosts(url))
+    return KafkaStoredView(hosts, parse_url(cfg.ConfigOpts(), url).virtual_host or None)
 
 
 @driver_conformance.hookimpl

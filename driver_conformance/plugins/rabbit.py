@@ -170,7 +170,7 @@ class RabbitAdapter(Adapter):
         quiet_background_logs()
         with proxied(url, self.default_port, name=f"rabbit-proxy-{prefix}",
                      protocol="amqp") as proxy:
-            yield Backend(url=proxy.url, faults=proxy.faults,
+            yield Backend(url=proxy.url, faults=proxy.faults, stored=stored_view(broker),
                           facts={"broker": broker["broker"], **proxy.facts})
 
     # -- drivers -------------------------------------------------------------------------
@@ -178,6 +178,15 @@ class RabbitAdapter(Adapter):
                     allowed_remote_exmods: list[str], listener_style: str = CALLBACK) -> Any:
         return load_driver(conf, url, default_exchange=default_exchange,
                            allowed_remote_exmods=allowed_remote_exmods)
+
+
+def stored_view(broker: dict[str, Any]) -> Any:
+    """The raw view of the notifications stored on the broker :meth:`RabbitAdapter._login`
+    found."""
+    from driver_conformance.brokers.rabbit import RabbitStoredView
+
+    return RabbitStoredView(host=broker["host"], port=broker["port"], userid=broker["userid"],
+                            password=broker["password"], vhost=broker["vhost"])
 
 
 def _text(value: Any) -> str:
@@ -219,6 +228,7 @@ class RabbitMultiHostAdapter(RabbitAdapter):
         with proxied(doubled_hosts(url), self.default_port,
                      name=f"rabbit-multihost-proxy-{prefix}", protocol="amqp") as proxy:
             yield Backend(url=proxy.url, faults=HostFaults(proxy.faults.proxies),
+                          stored=stored_view(broker),
                           facts={"broker": broker["broker"], **proxy.facts})
 
 

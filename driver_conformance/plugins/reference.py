@@ -11,13 +11,23 @@ from __future__ import annotations
 import contextlib
 import urllib.parse
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oslo_config import cfg
 
 import driver_conformance
-from driver_conformance.adapter import CALLBACK, POLL, Adapter, Backend, Capabilities
+from driver_conformance.adapter import (
+    CALLBACK,
+    POLL,
+    Adapter,
+    Backend,
+    Capabilities,
+    StoredView,
+)
 from driver_conformance.drivers import load_driver
+
+if TYPE_CHECKING:
+    from driver_conformance.reference.broker import Broker
 
 
 def _unsplit(parts: urllib.parse.SplitResult) -> str:
@@ -42,6 +52,20 @@ def _with_query(url: str, **params: str) -> str:
     return _unsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
+class ReferenceStoredView(StoredView):
+    """The in-process broker's wire log: a notification is logged as it is stored, before
+    ``send_notification`` returns, so nothing is waited for."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def stored_notifications(self, exchange: str, topic: str, *, timeout: float
+                             ) -> list[bytes]:
+        records = self.broker.wire_records(exchange=exchange, topic=topic)
+        return [r.body.encode() if isinstance(r.body, str) else r.body
+                for r in records if r.body is not None]
+
+
 class ReferenceAdapter(Adapter):
     name = "reference"
     description = "the kit's in-process reference driver: conformant, fast, with fault injection"
@@ -59,8 +83,10 @@ class ReferenceAdapter(Adapter):
         from driver_conformance.reference.faults import ReferenceFaults
 
         url = _with_vhost(url, prefix)
+        broker = vhosts.get_broker(url)
         try:
-            yield Backend(url=url, faults=ReferenceFaults(vhosts.get_broker(url)),
+            yield Backend(url=url, faults=ReferenceFaults(broker),
+                          stored=ReferenceStoredView(broker),
                           facts={"broker": "in-process reference broker"})
         finally:
             vhosts.drop_broker(url)

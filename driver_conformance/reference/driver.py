@@ -171,6 +171,7 @@ class ReferenceDriver(base.BaseDriver):
             kind=MessageKind.NOTIFICATION,
         )
         # clause: notify.address.exchange-and-topic (server and fanout play no part)
+        # clause: notify.address.server-fanout-ignored (the address listeners subscribe to)
         to = Address(self._exchange(target), target.topic, store_and_forward=True)
         # clause: notify.retry.honoured, notify.send.blocks-until-accepted
         self._link.run(self.broker.publish, stored, to, retry=retry)
@@ -203,6 +204,7 @@ class ReferenceDriver(base.BaseDriver):
             # clause: notify-listen.address.topic-priority
             # clause: notify-listen.address.server-fanout-ignored
             # clause: notify-listen.pool.one-copy-per-pool (a pool is a queue of its own)
+            # clause: notify-listen.pool.per-target (one queue per pair and pool, not per pool)
             topic = f"{target.topic}.{priority}"
             key = QueueKey(QueueKind.TOPIC, self._exchange(target), topic, pool)
             if key not in keys:
@@ -243,6 +245,9 @@ class ReferenceDriver(base.BaseDriver):
     def cleanup(self) -> None:
         """Stop every listener, close the link; returns when all threads ended."""
         # clause: driver.cleanup.blocks, driver.cleanup.releases-resources
+        # clause: driver.cleanup.repeatable (a second call finds nothing left to close)
+        # clause: driver.cleanup.own-resources-only (this driver's link and reply queue
+        # only: the broker, shared by every driver on the URL, is left alone)
         with self._listeners_lock:
             listeners = list(self._listeners)
         for listener in listeners:

@@ -114,6 +114,7 @@ def encode_reply(reply: Any, failure: ExcInfo | BaseException | None) -> str:
     if failure is None:
         return to_wire({"result": reply, "failure": None})
     # clause: rpc-incoming.reply.failure-rebuilt, rpc-incoming.reply.failure-is-exc-info
+    # clause: rpc-incoming.reply.failure-keeps-traceback (oslo's form carries the traceback)
     if isinstance(failure, BaseException):
         failure = (type(failure), failure, failure.__traceback__)
     return to_wire({"result": None, "failure": common.serialize_remote_exception(failure)})

@@ -123,6 +123,7 @@ class ReferenceListener(base.Listener):
     def stop(self) -> None:
         # clause: listener.stop.no-callback-after (joins the thread, whose loop
         # checks ``stopped`` before every callback)
+        # clause: listener.stop.never-started (no thread yet: nothing to join)
         self._subscription.stop()
         with self._start_lock:
             thread = self._thread
@@ -131,6 +132,7 @@ class ReferenceListener(base.Listener):
 
     def cleanup(self) -> None:
         # clause: listener.cleanup.blocks
+        # clause: listener.cleanup.repeatable (stop and close are idempotent)
         self.stop()
         self._subscription.close()
         if self._on_cleanup is not None:
@@ -164,6 +166,8 @@ class ReferencePollListener(base.PollStyleListener):
 
     def stop(self) -> None:
         # clause: poll.stop.unblocks, poll.stop.thread-safe
+        # clause: poll.stop.returns-without-poll (sets a flag, waits for nothing)
+        # clause: poll.stop.later-poll-returns (collect() returns at once once stopped)
         self._subscription.stop()
 
     def cleanup(self) -> None:

@@ -143,7 +143,7 @@ class ReplyRouter:
         """The reply queue's sink; runs under the broker lock (see :class:`Waiter`)."""
         # clause: send.wait-for-reply.correlated
         waiter = self._waiters.get(message.correlation_id)  # type: ignore[arg-type]
-        if waiter is None:
+        if waiter is None:  # a late reply is dropped, never handed to another caller
             LOG.debug("reference: no caller waits for reply %s (timed out?)",
                       message.correlation_id)
             return

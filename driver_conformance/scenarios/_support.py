@@ -14,8 +14,9 @@ One name for each job, so scenario modules do not grow their own:
   :class:`Collected` (what a public-API endpoint was handed);
 * blocking calls: :class:`Pending`, started by :func:`background` or
   :func:`call_in_background`;
-* poll-style listeners: :func:`polling` and its :class:`Poller`, which the
-  scenario releases itself, relying on the stop and cleanup clauses;
+* listening by either profile's path, and poll-style listeners the scenario
+  releases itself: :mod:`._listening` (:class:`~._listening.Channel`,
+  :func:`~._listening.polling`);
 * a delivered ctxt: :func:`judge_ctxt` (every sent item kept, and apart, no key
   added), on :func:`ctxt_lost` and :func:`ctxt_added`.
 """
@@ -378,95 +379,6 @@ def call_in_background(kit: Kit, driver: Any, target: Any, message: dict[str, An
     timeout = kit.timing.eventually if timeout is None else timeout
     return Pending(lambda: kit.send(driver, target, message, wait_for_reply=True,
                                     timeout=timeout, **send_kwargs), what)
-
-
-#: The clauses a poll scenario relies on to release its poller, and no more: a ``stop()`` or
-#: ``cleanup()`` that hangs is judged by their own scenarios, and leaves the others NOT RUN.
-POLL_STOP = "poll.stop.unblocks"
-POLL_CLEANUP = "poll.cleanup.blocks"
-
-
-class Poller:
-    """The ``PollStyleListener`` behind one ``listen()``; the scenario is its only poller.
-
-    The scenario stops and cleans it up itself, each call bounded (:meth:`release`),
-    so that nothing it started is left to the fixture's teardown.
-    """
-
-    def __init__(self, kit: Kit, listener: Any) -> None:
-        self.kit = kit
-        self.poller = kit.poll_style(listener)
-        self.stopped = False
-        self.cleaned = False
-
-    def poll(self, *, timeout: float | None, batch_size: int = 1,
-             batch_timeout: float | None = None, bound: float | None = None) -> Any:
-        return self.kit.call(self.poller.poll, timeout=timeout, batch_size=batch_size,
-                             batch_timeout=batch_timeout, bound=bound, what="poll()")
-
-    def poll_in_background(self, *, timeout: float | None, batch_size: int = 1,
-                           batch_timeout: float | None = None) -> Pending:
-        return background(self.kit, self.poller.poll, timeout=timeout, batch_size=batch_size,
-                          batch_timeout=batch_timeout, what="poll()",
-                          bound=self.kit.timing.eventually * 2)
-
-    def stop(self) -> None:
-        self.stopped = True
-        self.kit.call(self.poller.stop, what="PollStyleListener.stop()")
-
-    def cleanup(self) -> None:
-        self.cleaned = True
-        self.kit.call(self.poller.cleanup, what="PollStyleListener.cleanup()")
-
-    def release(self) -> None:
-        """Stop and clean up what is still running, relying on the stop and cleanup clauses.
-
-        ``cleanup()`` is called even when ``stop()`` failed, so the poller's resources
-        go; the first failure then ends the scenario NOT RUN, naming the clause.
-        """
-        failure: BaseException | None = None
-        for done, step, clause in ((self.stopped, self.stop, POLL_STOP),
-                                   (self.cleaned, self.cleanup, POLL_CLEANUP)):
-            if done:
-                continue
-            try:
-                with self.kit.relying_on(clause):
-                    step()
-            except pytest.skip.Exception as exc:
-                failure = failure or exc
-        if failure is not None:
-            raise failure
-
-    def release_after(self, failure: BaseException) -> None:
-        """:meth:`release` once the scenario failed: a second failure becomes a note on
-        the first, which stays the scenario's verdict."""
-        try:
-            self.release()
-        except (Exception, pytest.skip.Exception) as second:  # noted on the first failure
-            failure.add_note(f"driver-conformance: releasing the poller then failed too: "
-                             f"{type(second).__name__}: {second}")
-
-
-@contextlib.contextmanager
-def polling(kit: Kit, *, clause: str | None = None
-            ) -> Iterator[tuple[Any, oslo_messaging.Target, Poller]]:
-    """A poll-style driver, a target and its un-started poller, released after the block.
-
-    With ``clause``, the block is that clause's judgment, so a poller that then fails
-    to stop or clean up leaves the clause judged (:meth:`Poller.release`).
-    """
-    kit.require("rpc")
-    driver = kit.driver(listener_style=POLL)
-    target = kit.names.target(server=True)
-    listener = kit.call(driver.listen, target, 1, None, what="driver.listen()")
-    poller = Poller(kit, listener)
-    try:
-        with kit.clause(clause) if clause else contextlib.nullcontext():
-            yield driver, target, poller
-    except BaseException as failure:
-        poller.release_after(failure)
-        raise
-    poller.release()
 
 
 def serve(kit: Kit, *, inbox: Inbox | None = None, **driver_kwargs: Any

@@ -12,6 +12,10 @@ Hypotheses checked here:
   ``batch_timeout`` (timer started by the first message), unblocks on a
   message and on ``stop()`` from other threads, and never raises.
 
+The listener and poll scenarios talk through a :class:`~._support.Channel`: casts to
+a server's own address when the driver claims rpc, else notifications to a topic of
+their own, because both profiles hold these clauses.
+
 Poll scenarios reach the ``PollStyleListener`` itself: the one ``listen()``
 returns, or the one inside the ``PollStyleListenerAdapter`` it returns.  The
 adapter is never started, so the scenario is the only poller; it stops and
@@ -22,7 +26,6 @@ own scenarios and leaves the other poll clauses not judged, never failed.
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from typing import Any
@@ -35,170 +38,16 @@ from driver_conformance import faults
 from driver_conformance.adapter import CALLBACK, POLL
 from driver_conformance.inbox import Inbox
 from driver_conformance.kit import Kit
+from driver_conformance.scenarios._listening import POLL_CLEANUP, POLL_STOP, Channel, polling
 from driver_conformance.scenarios._support import (
-    CTXT,
-    MESSAGE,
-    POLL_CLEANUP,
-    POLL_STOP,
     STYLES,
     Collected,
     TypeRecordingInbox,
     background,
-    ctxt_lost,
-    judge_ctxt,
     key_of,
     notification_targets,
-    polling,
     record,
-    send_keyed,
 )
-
-# -- IncomingMessage content -----------------------------------------------------------
-
-@pytest.mark.clause("incoming.content.ctxt-and-message", "incoming.content.ctxt-no-added-keys")
-@pytest.mark.parametrize("how", ["send", "notify-1.0", "notify-2.0"])
-def test_ctxt_and_message_arrive_equal(kit: Kit, how: str) -> None:
-    """Nested, unicode and None values survive the trip unchanged.
-
-    Both sending paths are checked (notifications in both envelope versions),
-    because a driver may encode each differently.
-    """
-    driver = kit.driver()
-    ctxt, message = copy.deepcopy(CTXT), copy.deepcopy(MESSAGE)
-    if how == "send":
-        target = kit.names.target(server=True)
-        sub = kit.listen(driver, target)
-        kit.send(driver, target, message, ctxt=ctxt)
-    else:
-        kit.require("notifications")
-        send_target, pairs = notification_targets(kit)
-        sub = kit.listen_notifications(driver, pairs)
-        kit.notify(driver, send_target, message, ctxt=ctxt, version=float(how.split("-")[1]))
-    got = sub.inbox.wait_for(1, kit.timing.eventually)[0]
-    judge_ctxt(kit, got.ctxt, got.message, MESSAGE)
-
-
-@pytest.mark.clause("incoming.content.ctxt-and-message", "incoming.content.ctxt-no-added-keys")
-def test_ctxt_and_message_through_rpc_call(kit: Kit) -> None:
-    """The public RPC path: what the endpoint sees is what the client passed."""
-    kit.require("rpc")
-
-    class Echo:
-        def echo(self, ctxt: Any, **kwargs: Any) -> dict[str, Any]:
-            return {"ctxt": ctxt, "args": kwargs}
-
-    target = kit.names.target(server=True)
-    transport = kit.rpc_transport()
-    kit.rpc_server(transport, target, [Echo()])
-    client = kit.rpc_client(transport, target, timeout=kit.timing.eventually)
-    result = client.call(copy.deepcopy(CTXT), "echo", **copy.deepcopy(MESSAGE["args"]))
-    assert isinstance(result, dict), f"expected the endpoint's echo, got {result!r}"
-    judge_ctxt(kit, result.get("ctxt"), result.get("args"), MESSAGE["args"])
-
-
-@pytest.mark.clause("incoming.content.copied-not-shared")
-def test_content_copied_not_shared(kit: Kit) -> None:
-    """Sender and receivers never share the dicts.
-
-    The sender mutates its dicts right after ``send()`` returns; a fanout
-    gives two receivers a copy each, and the first mutates its copy.  A driver
-    passing references (or one shared decoded object) shows the mutation
-    somewhere it must not be.
-    """
-    driver = kit.driver()
-    base = kit.names.target()
-    subs = [kit.listen(driver, oslo_messaging.Target(exchange=base.exchange, topic=base.topic,
-                                                      server=kit.names.server()))
-            for _ in range(2)]
-    ctxt, message = copy.deepcopy(CTXT), copy.deepcopy(MESSAGE)
-    fanout = oslo_messaging.Target(exchange=base.exchange, topic=base.topic, fanout=True)
-    kit.send(driver, fanout, message, ctxt=ctxt)
-    message["args"]["items"].append("mutated by sender")
-    message["args"]["deep"]["a"]["b"]["c"] = "mutated"
-    ctxt["nested"]["k"].append("mutated by sender")
-    with kit.relying_on("send.fanout.all-subscribers"):
-        first, second = (s.inbox.wait_for(1, kit.timing.eventually)[0] for s in subs)
-    for name, got in (("first", first), ("second", second)):
-        assert got.message is not message and got.ctxt is not ctxt, (
-            f"{name} receiver got the sender's own dict objects; expected copies")
-        assert got.message == MESSAGE and not ctxt_lost(CTXT, got.ctxt), (
-            f"{name} receiver expected the message as sent, got message={got.message!r} "
-            f"ctxt={got.ctxt!r} (the sender's later mutation showed through)")
-    first.message["args"]["items"].append("mutated by receiver")
-    first.ctxt["roles"].append("mutated by receiver")
-    assert second.message == MESSAGE and not ctxt_lost(CTXT, second.ctxt), (
-        "mutating the first receiver's copy changed the second receiver's: "
-        f"message={second.message!r} ctxt={second.ctxt!r}")
-    assert "mutated by receiver" not in message["args"]["items"], (
-        "mutating a received message changed the sender's dict")
-
-
-@pytest.mark.clause("incoming.attributes.base-initialised")
-@pytest.mark.parametrize("kind", ["cast", "notification"])
-def test_base_attributes_initialised(kit: Kit, kind: str) -> None:
-    """The public servers read ``msg_id`` and ``client_timeout``: they must exist.
-
-    ``client_timeout`` must be None where no call-monitor timeout was given
-    (casts, notifications), or the RPC dispatcher would start heartbeats.
-    """
-    driver = kit.driver()
-    if kind == "cast":
-        target = kit.names.target(server=True)
-        sub = kit.listen(driver, target)
-        kit.send(driver, target, {"method": "m", "args": {}})
-    else:
-        kit.require("notifications")
-        send_target, pairs = notification_targets(kit)
-        sub = kit.listen_notifications(driver, pairs)
-        kit.notify(driver, send_target, {"payload": 1})
-    got = sub.inbox.wait_for(1, kit.timing.eventually)[0]
-    assert isinstance(got, driver_base.IncomingMessage), (
-        f"expected an IncomingMessage, got {type(got).__name__}")
-    msg_id = getattr(got, "msg_id", None)
-    assert msg_id, f"expected a non-empty msg_id, got {msg_id!r}"
-    assert hasattr(got, "client_timeout"), "expected a client_timeout attribute; it is missing"
-    assert got.client_timeout is None, (
-        f"expected client_timeout None for a {kind}, got {got.client_timeout!r}")
-
-
-@pytest.mark.clause("incoming.methods.thread-safe")
-def test_incoming_methods_from_many_threads(kit: Kit) -> None:
-    """Workers acknowledge and reply concurrently, a watchdog heartbeats meanwhile.
-
-    This is what the RPC server's executor does.  A barrier releases all the
-    workers at once so the calls really overlap; each caller must get the
-    reply meant for it, and nothing may raise or deadlock (every call is bounded).
-    """
-    kit.require("rpc")
-    count = 4
-    driver = kit.driver()
-    target = kit.names.target(server=True)
-    sub = kit.listen(driver, target, inbox=Inbox("calls", ack=False))
-    callers = [background(kit, driver.send, target, {}, {"method": "m", "args": {"i": i}},
-                          wait_for_reply=True, timeout=kit.timing.eventually,
-                          what=f"call {i}") for i in range(count)]
-    received = sub.inbox.wait_for(count, kit.timing.eventually)
-    barrier = threading.Barrier(count + 1)
-
-    def answer(message: Any) -> None:
-        barrier.wait(kit.timing.eventually)
-        message.acknowledge()
-        message.reply(reply={"echo": message.message["args"]["i"]})
-
-    def heartbeat_all() -> None:
-        barrier.wait(kit.timing.eventually)
-        for message in received:
-            message.heartbeat()
-
-    workers = [background(kit, answer, m, what=f"acknowledge+reply {i}")
-               for i, m in enumerate(received)]
-    workers.append(background(kit, heartbeat_all, what="heartbeat from a watchdog thread"))
-    for worker in workers:
-        worker.result(kit.timing.eventually)
-    for i, caller in enumerate(callers):
-        result = caller.result(kit.timing.eventually)
-        assert result == {"echo": i}, f"caller {i} expected reply {{'echo': {i}}}, got {result!r}"
-
 
 # -- callback listeners ----------------------------------------------------------------
 
@@ -206,11 +55,10 @@ def test_incoming_methods_from_many_threads(kit: Kit) -> None:
 @pytest.mark.parametrize("style", STYLES)
 def test_callback_gets_list_of_incoming(kit: Kit, style: str) -> None:
     """The callback's argument is a non-empty list of IncomingMessage carrying the cast."""
-    driver = kit.driver(listener_style=style)
-    target = kit.names.target(server=True)
+    channel = Channel(kit, kit.driver(listener_style=style))
     inbox = TypeRecordingInbox("callback")
-    kit.listen(driver, target, inbox=inbox)
-    send_keyed(kit, driver, target, "k1")
+    channel.listen(inbox=inbox)
+    channel.send("k1")
     got = inbox.wait_for(1, kit.timing.eventually)
     assert inbox.arg_types and all(issubclass(t, list) for t in inbox.arg_types), (
         f"expected the callback to get lists, got {[t.__name__ for t in inbox.arg_types]}")
@@ -218,7 +66,7 @@ def test_callback_gets_list_of_incoming(kit: Kit, style: str) -> None:
     assert all(isinstance(m, driver_base.IncomingMessage) for m in got), (
         f"expected IncomingMessage items, got {[type(m).__name__ for m in got]}")
     assert key_of(got[0].message) == "k1", (
-        f"expected the sent cast (key k1), got {got[0].message!r}")
+        f"expected the sent message (key k1), got {got[0].message!r}")
 
 
 @pytest.mark.clause("listener.batch.at-most-batch-size")
@@ -231,21 +79,19 @@ def test_batches_at_most_batch_size(kit: Kit, style: str, batch_size: int) -> No
     3 a listener that batches at all delivers a full list of 3: a driver that
     ignores ``batch_size`` (one message per call, or everything at once) fails.
     """
-    driver = kit.driver(listener_style=style)
-    target = kit.names.target(server=True)
+    channel = Channel(kit, kit.driver(listener_style=style))
     inbox = Inbox("batches", on_message=record(kit, "listener"))
-    kit.listen(driver, target, batch_size=batch_size, batch_timeout=kit.timing.s(1.0),
-               inbox=inbox)
+    channel.listen(batch_size=batch_size, batch_timeout=kit.timing.s(1.0), inbox=inbox)
     total = 3 * batch_size
     for i in range(total):
-        send_keyed(kit, driver, target, f"k{i}")
+        channel.send(f"k{i}")
     inbox.wait_for(total, kit.timing.eventually)
     sizes = [len(b) for b in inbox.batches]
     assert max(sizes) <= batch_size, f"expected lists of at most {batch_size}, got {sizes}"
     assert batch_size in sizes, (
         f"expected at least one full list of {batch_size} from a burst of {total}, got {sizes}")
     counts = kit.history.check()
-    assert counts.clean, f"expected every cast exactly once, got {counts}"
+    assert counts.clean, f"expected every message exactly once, got {counts}"
 
 
 @pytest.mark.clause("listener.batch.at-most-batch-size")
@@ -282,13 +128,12 @@ def test_batch_timeout_flushes_partial_batch(kit: Kit, style: str, count: int) -
     waited for more) and not much later (the timer fired).
     """
     nominal = kit.timing.short
-    driver = kit.driver(listener_style=style)
-    target = kit.names.target(server=True)
-    sub = kit.listen(driver, target, batch_size=5, batch_timeout=nominal)
-    send_keyed(kit, driver, target, "k0")
+    channel = Channel(kit, kit.driver(listener_style=style))
+    sub = channel.listen(batch_size=5, batch_timeout=nominal)
+    channel.send("k0")
     sent_at = time.monotonic()
     for i in range(1, count):
-        send_keyed(kit, driver, target, f"k{i}")
+        channel.send(f"k{i}")
     sub.inbox.wait_for(count, kit.timing.eventually)
     elapsed = sub.inbox.arrivals[0] - sent_at
     sizes = [len(b) for b in sub.inbox.batches]
@@ -302,20 +147,20 @@ def test_batch_timeout_flushes_partial_batch(kit: Kit, style: str, count: int) -
 @pytest.mark.clause("listener.stop.no-callback-after")
 @pytest.mark.parametrize("style", STYLES)
 def test_no_callback_after_stop(kit: Kit, style: str) -> None:
-    """Once ``stop()`` returns, casts still sent to the listener's own queue never reach it.
+    """Once ``stop()`` returns, messages still sent to the listener's own address never
+    reach it.
 
-    The casts go to the listener's server address, so nobody else may take
-    them: a listener that keeps consuming shows them in the inbox.
+    Nobody else listens on the address (a :class:`Channel`), so nobody else may
+    take them: a listener that keeps consuming shows them in the inbox.
     """
-    driver = kit.driver(listener_style=style)
-    target = kit.names.target(server=True)
-    sub = kit.listen(driver, target)
-    send_keyed(kit, driver, target, "before")
+    channel = Channel(kit, kit.driver(listener_style=style))
+    sub = channel.listen()
+    channel.send("before")
     sub.inbox.wait_for(1, kit.timing.eventually)
     sub.stop()
     after = [f"after-{i}" for i in range(3)]
     for key in after:
-        kit.send(driver, target, {"method": "m", "args": {"key": key}})
+        channel.send(key, record=False)
     sub.inbox.quiet(kit.timing.quiet)
     late = [key_of(m.message) for m in sub.inbox.after_close]
     late += [key_of(m.message) for m in sub.inbox.messages if key_of(m.message) in after]
@@ -331,9 +176,9 @@ def test_poll_returns_up_to_batch_size(kit: Kit) -> None:
     Polling stops at five messages, so a duplicate shows only if it comes
     before the last original; no quiet window is spent on later ones.
     """
-    with polling(kit, clause="poll.returns.up-to-batch-size") as (driver, target, poller):
+    with polling(kit, clause="poll.returns.up-to-batch-size") as (channel, poller):
         for i in range(5):
-            send_keyed(kit, driver, target, f"k{i}")
+            channel.send(f"k{i}")
         got: list[Any] = []
         sizes = []
         deadline = time.monotonic() + kit.timing.eventually
@@ -356,7 +201,7 @@ def test_poll_returns_up_to_batch_size(kit: Kit) -> None:
 def test_poll_timeout_returns_empty(kit: Kit) -> None:
     """With nothing sent, ``poll(timeout)`` returns [] after about ``timeout``."""
     nominal = kit.timing.short
-    with polling(kit, clause="poll.timeout.returns-empty") as (_, _, poller):
+    with polling(kit, clause="poll.timeout.returns-empty") as (_, poller):
         started = time.monotonic()
         got = poller.poll(timeout=nominal)
         elapsed = time.monotonic() - started
@@ -370,9 +215,9 @@ def test_poll_timeout_returns_empty(kit: Kit) -> None:
 @pytest.mark.clause("poll.delivery.unblocks-on-message")
 def test_poll_unblocks_on_message(kit: Kit) -> None:
     """A poll blocked without timeout returns the cast soon after it is sent."""
-    with polling(kit, clause="poll.delivery.unblocks-on-message") as (driver, target, poller):
+    with polling(kit, clause="poll.delivery.unblocks-on-message") as (channel, poller):
         pending = poller.poll_in_background(timeout=None)
-        send_keyed(kit, driver, target, "k0")
+        channel.send("k0")
         sent_at = time.monotonic()
         got = pending.result(kit.timing.eventually)
         latency = pending.since(sent_at)
@@ -387,9 +232,9 @@ def test_poll_unblocks_on_message(kit: Kit) -> None:
 def test_poll_waits_for_full_batch(kit: Kit) -> None:
     """``batch_size`` 3: three waiting casts come at once; one alone waits for the timer."""
     nominal = kit.timing.short
-    with polling(kit, clause="poll.batch-size.waits-for-full-batch") as (driver, target, poller):
+    with polling(kit, clause="poll.batch-size.waits-for-full-batch") as (channel, poller):
         for i in range(3):
-            send_keyed(kit, driver, target, f"full-{i}")
+            channel.send(f"full-{i}")
         started = time.monotonic()
         full = poller.poll(timeout=kit.timing.eventually, batch_size=3, batch_timeout=nominal)
         quick = time.monotonic() - started
@@ -397,7 +242,7 @@ def test_poll_waits_for_full_batch(kit: Kit) -> None:
         assert quick < kit.timing.lower(nominal), (
             f"expected the full batch well before batch_timeout ({nominal:.2f}s), "
             f"it took {quick:.3f}s")
-        send_keyed(kit, driver, target, "alone")
+        channel.send("alone")
         started = time.monotonic()
         partial = poller.poll(timeout=kit.timing.eventually, batch_size=3, batch_timeout=nominal)
         waited = time.monotonic() - started
@@ -423,15 +268,14 @@ def test_poll_batch_timer_starts_at_first_message(kit: Kit) -> None:
     after it.
     """
     delay, nominal = kit.timing.s(0.2), kit.timing.s(0.5)
-    with polling(kit, clause="poll.batch-timeout.from-first-message") as (driver, target,
-                                                                         poller):
+    with polling(kit, clause="poll.batch-timeout.from-first-message") as (channel, poller):
         pending = poller.poll_in_background(timeout=kit.timing.eventually, batch_size=5,
                                             batch_timeout=nominal)
         returned_early = pending.done.wait(delay)
         assert not returned_early, (
             f"expected poll() to stay blocked with nothing sent, it returned after "
             f"{(pending.finished or 0) - pending.started:.3f}s with {pending.value!r}")
-        send_keyed(kit, driver, target, "first")
+        channel.send("first")
         sent_at = time.monotonic()
         got = pending.result(kit.timing.eventually)
         elapsed = pending.since(sent_at)
@@ -452,7 +296,7 @@ def test_poll_batch_timer_starts_at_first_message(kit: Kit) -> None:
 @pytest.mark.clause("poll.errors.no-raise")
 def test_poll_after_stop_and_cleanup_does_not_raise(kit: Kit) -> None:
     """A poll after ``stop()`` and after ``cleanup()`` returns a list and raises nothing."""
-    with polling(kit) as (_, _, poller):
+    with polling(kit) as (_, poller):
         with kit.relying_on(POLL_STOP):
             poller.stop()
         with kit.clause("poll.errors.no-raise"):
@@ -472,7 +316,7 @@ def test_poll_after_stop_and_cleanup_does_not_raise(kit: Kit) -> None:
 def test_poll_with_backend_broken_does_not_raise(kit: Kit, fault: str) -> None:
     """A poll while the backend is unreachable or just cut returns a list, raising nothing."""
     injector = kit.faults(fault)
-    with polling(kit, clause="poll.errors.no-raise") as (_, _, poller):
+    with polling(kit, clause="poll.errors.no-raise") as (_, poller):
         if fault == faults.OUTAGE:
             injector.start_outage()
         else:
@@ -492,11 +336,11 @@ def test_stop_unblocks_poll_with_messages_in_hand(kit: Kit) -> None:
     only ``stop()`` can end it promptly; a short wait on its completion event
     (which must not fire) lets the two casts reach it first.
     """
-    with polling(kit, clause="poll.stop.unblocks") as (driver, target, poller):
+    with polling(kit, clause="poll.stop.unblocks") as (channel, poller):
         pending = poller.poll_in_background(timeout=None, batch_size=10,
                                             batch_timeout=kit.timing.eventually * 1.5)
-        send_keyed(kit, driver, target, "k0")
-        send_keyed(kit, driver, target, "k1")
+        channel.send("k0")
+        channel.send("k1")
         with kit.relying_on("poll.batch-size.waits-for-full-batch"):
             assert not pending.done.wait(kit.timing.s(0.15)), (
                 f"expected poll(batch_size=10) to keep waiting with 2 messages, it returned "
@@ -521,7 +365,7 @@ def test_stop_unblocks_poll_with_messages_in_hand(kit: Kit) -> None:
 @pytest.mark.clause("poll.stop.thread-safe", "poll.stop.unblocks")
 def test_stop_from_many_threads(kit: Kit) -> None:
     """Several threads call ``stop()`` at once while another polls: no raise, no deadlock."""
-    with polling(kit) as (_, _, poller):
+    with polling(kit) as (_, poller):
         pending = poller.poll_in_background(timeout=None)
         assert not pending.done.wait(kit.timing.s(0.15)), (
             f"expected poll() to block with nothing sent, it returned {pending.value!r}")

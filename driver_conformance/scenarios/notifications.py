@@ -32,6 +32,7 @@ from driver_conformance.scenarios._support import (
     publish,
     target,
 )
+from driver_conformance.scenarios.envelope import sample_message
 
 
 class NoteRecorder:
@@ -155,6 +156,50 @@ def test_one_copy_among_listeners(kit: Kit) -> None:
             f"targets carry a server and fanout=True (both ignored); got {not_once(u)}")
 
 
+@pytest.mark.clause("notify.address.server-fanout-ignored")
+@pytest.mark.parametrize("pool", [None, "pool"], ids=["no-pool", "pool"])
+def test_send_target_server_and_fanout_ignored(kit: Kit, pool: str | None) -> None:
+    """Hypothesis: a notification whose target carries a server, fanout=True or both is
+    delivered as any notification: once to one of two listeners on (ex, t, info) (in one
+    pool for the pooled variant, which adds a pool-less listener that must get each once).
+    A driver routing by server (RPC's topic.server address) delivers none, one routing by
+    fanout a copy to every listener, or none where no notification listener binds its
+    fanout address.  A plain notification first shows every listener subscribed (NOT RUN
+    otherwise: the join of a consumer group, not the address, would be judged)."""
+    pool = require_pool(kit, pool)
+    driver = kit.driver()
+    ex, t = kit.names.exchange(), kit.names.topic()
+    tally = Tally(kit, history=False)
+    members = ["L1", "L2"]
+    for name in members:
+        kit.listen_notifications(kit.driver(), [(target(ex, t), "info")], pool=pool,
+                                 inbox=tally.inbox(name))
+    if pool is not None:
+        kit.listen_notifications(kit.driver(), [(target(ex, t), "info")],
+                                 inbox=tally.inbox("plain"))
+    groups = {"members": members} | ({"plain": ["plain"]} if pool is not None else {})
+    publish(kit, driver, ex, t, "info", "control", record=False)
+    tally.gather(len(groups), kit.timing.eventually)
+    if not all(set(tally.where("control")) & set(names) for names in groups.values()):
+        outcomes.not_run(f"a notification to the plain target reached only "
+                         f"{tally.where('control')} of {groups}: not every listener was "
+                         "subscribed yet")
+    sends = {"server": {"server": kit.names.server()}, "fanout": {"fanout": True},
+             "both": {"server": kit.names.server(), "fanout": True}}
+    for key, extra in sends.items():
+        kit.notify(driver, target(ex, f"{t}.info", **extra),
+                   {"key": key, "event_type": EVENT, "priority": "INFO", "payload": {}})
+    tally.gather((1 + len(sends)) * len(groups), kit.timing.eventually)
+    tally.quiet(kit.timing.quiet)
+    wrong = {key: tally.where(key) for key in sends
+             if any(len([n for n in tally.where(key) if n in names]) != 1
+                    for names in groups.values())}
+    assert not wrong, (
+        f"expected each notification (target with a server, fanout, or both) to reach "
+        f"exactly one of {members}{' and the pool-less listener' if pool else ''}; "
+        f"got {wrong}")
+
+
 @pytest.mark.clause("notify.delivery.balanced")
 @pytest.mark.parametrize("style", STYLES)
 def test_busy_listener_does_not_hoard(kit: Kit, style: str) -> None:
@@ -207,6 +252,30 @@ def test_one_copy_per_pool(kit: Kit) -> None:
     tally.wait_total(3 * len(keys), kit.timing.eventually)
     last.inbox.quiet(kit.timing.quiet)
     assert_one_per_pool(tally, keys)
+
+
+@pytest.mark.clause("notify-listen.pool.per-target")
+def test_one_pool_name_on_two_topics(kit: Kit) -> None:
+    """Hypothesis: pool P's listener on (ex, a, info) and pool P's listener on (ex, b, info)
+    hold two subscriptions, not one: four notifications to each topic, and each listener
+    gets exactly its own topic's.  A driver that names the shared subscription after the
+    pool alone (one queue bound to both topics) hands about half of a's to b's listener."""
+    kit.require("pools")
+    driver = kit.driver()
+    ex, a, b = kit.names.exchange(), kit.names.topic(), kit.names.topic()
+    pool = kit.names.pool()
+    tally = Tally(kit)
+    for name, topic in (("A", a), ("B", b)):
+        kit.listen_notifications(kit.driver(), [(target(ex, topic), "info")], pool=pool,
+                                 inbox=tally.inbox(name))
+    # All of a's, then all of b's: on one shared queue, alternating sends would meet
+    # round-robin consumers in step and land on the right listeners by chance.
+    for topic in (a, b):
+        for i in range(4):
+            publish(kit, driver, ex, topic, "info", f"{'a' if topic == a else 'b'}{i}")
+    tally.gather(8, kit.timing.eventually)
+    tally.quiet(kit.timing.quiet)
+    assert_at(tally, {"A": {f"a{i}" for i in range(4)}, "B": {f"b{i}" for i in range(4)}})
 
 
 @pytest.mark.clause("notify-listen.pool.balanced")
@@ -268,43 +337,6 @@ def test_published_before_any_listener(kit: Kit) -> None:
     sub = kit.listen_notifications(kit.driver(), [(target(ex, t), "info")])
     got = [key_of(m.message) for m in sub.inbox.wait_for(1, kit.timing.eventually)]
     assert got == ["early"], f"expected the notification published earlier, got {got}"
-
-
-# -- driver API: the message itself ----------------------------------------------------------
-
-def sample_message(key: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A (ctxt, message) pair with the value types a JSON-ish serializer must keep."""
-    ctxt = {"user": "u-1", "project_id": None, "roles": ["admin", "reader"],
-            "request_id": f"req-{key}", "is_admin": True}
-    message = {"key": key, "message_id": f"id-{key}", "publisher_id": "conformance",
-               "event_type": EVENT, "priority": "INFO", "timestamp": "2024-01-01 00:00:00",
-               "payload": {"text": "caf\u00e9 \u2713", "n": 3, "ratio": 0.25,
-                           "nested": {"list": [1, "two", None, {"deep": False}]}}}
-    return ctxt, message
-
-
-@pytest.mark.clause("notify.envelope.transparent")
-@pytest.mark.parametrize("version", [1.0, 2.0])
-def test_message_arrives_as_sent(kit: Kit, version: float) -> None:
-    """Hypothesis: whether or not the driver wraps the message in the 2.0 envelope on the
-    wire, the listener's IncomingMessage has .message and .ctxt equal to what was sent (a
-    driver that forgets to unwrap, or wraps 1.0, hands the dispatcher the wrong dict)."""
-    driver = kit.driver()
-    ex, t = kit.names.exchange(), kit.names.topic()
-    sub = kit.listen_notifications(kit.driver(), [(target(ex, t), "info")])
-    ctxt, message = sample_message(f"v{version}")
-    kit.notify(driver, target(ex, f"{t}.info"), message, version=version, ctxt=ctxt)
-    got = sub.inbox.wait_for(1, kit.timing.eventually)[0]
-    assert got.message == message, f"version {version}: expected {message!r}, got {got.message!r}"
-    assert got.ctxt == ctxt, f"version {version}: expected ctxt {ctxt!r}, got {got.ctxt!r}"
-
-
-@pytest.mark.clause("notify.envelope.by-version")
-def test_stored_form_by_version(kit: Kit) -> None:
-    """The stored form (bare for 1.0, the oslo.version/oslo.message envelope for 2.0) is
-    visible only through a raw view of the backend, which the adapter interface does not
-    offer yet; NOT RUN rather than inferred from what a listener gets back."""
-    outcomes.not_run("the adapter interface offers no raw view of stored notifications")
 
 
 # -- driver API: retry ----------------------------------------------------------------------
