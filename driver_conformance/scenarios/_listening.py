@@ -21,7 +21,11 @@ from driver_conformance.scenarios._support import Pending, background, publish, 
 
 #: The clauses a poll scenario relies on to release its poller, and no more: a ``stop()`` or
 #: ``cleanup()`` that hangs is judged by their own scenarios, and leaves the others NOT RUN.
+#: A ``stop()`` while a ``poll()`` is in progress relies on the first, one with no poll
+#: running on the second (:attr:`Poller.stop_clause`): a driver whose idle stop() hangs
+#: is charged to that clause, not to the stop of a running poll, which it may do well.
 POLL_STOP = "poll.stop.unblocks"
+POLL_STOP_IDLE = "poll.stop.returns-without-poll"
 POLL_CLEANUP = "poll.cleanup.blocks"
 
 
@@ -37,6 +41,7 @@ class Poller:
         self.poller = kit.poll_style(listener)
         self.stopped = False
         self.cleaned = False
+        self._background: list[Pending] = []
 
     def poll(self, *, timeout: float | None, batch_size: int = 1,
              batch_timeout: float | None = None, bound: float | None = None) -> Any:
@@ -45,9 +50,18 @@ class Poller:
 
     def poll_in_background(self, *, timeout: float | None, batch_size: int = 1,
                            batch_timeout: float | None = None) -> Pending:
-        return background(self.kit, self.poller.poll, timeout=timeout, batch_size=batch_size,
-                          batch_timeout=batch_timeout, what="poll()",
-                          bound=self.kit.timing.eventually * 2)
+        pending = background(self.kit, self.poller.poll, timeout=timeout,
+                             batch_size=batch_size, batch_timeout=batch_timeout,
+                             what="poll()", bound=self.kit.timing.eventually * 2)
+        self._background.append(pending)
+        return pending
+
+    @property
+    def stop_clause(self) -> str:
+        """The clause a ``stop()`` now relies on: :data:`POLL_STOP` while a background
+        poll is in progress, :data:`POLL_STOP_IDLE` when none is."""
+        running = any(not pending.done.is_set() for pending in self._background)
+        return POLL_STOP if running else POLL_STOP_IDLE
 
     def stop(self) -> None:
         self.stopped = True
@@ -64,7 +78,7 @@ class Poller:
         go; the first failure then ends the scenario NOT RUN, naming the clause.
         """
         failure: BaseException | None = None
-        for done, step, clause in ((self.stopped, self.stop, POLL_STOP),
+        for done, step, clause in ((self.stopped, self.stop, self.stop_clause),
                                    (self.cleaned, self.cleanup, POLL_CLEANUP)):
             if done:
                 continue
