@@ -127,3 +127,33 @@ def test_kombu_memory_cleanup_removes_only_the_runs_state() -> None:
         assert "dc-run1-main-x-1" not in memory.Transport.global_state.exchanges
     finally:
         memory.Channel.queues.pop("someone-else", None)
+
+
+def test_rabbitctl_timeout_leaves_no_process_behind(tmp_path) -> None:
+    """A rabbitmqctl that does not answer is killed with everything below it.
+
+    As root it re-executes itself through su, which puts the shell it starts in a
+    process group of its own; the Erlang VM underneath must not outlive the call.
+    """
+    import os
+    import select
+
+    pidfile = tmp_path / "grandchild.pid"
+    fake = tmp_path / "rabbitmqctl"
+    fake.write_text("#!/bin/sh\n"
+                    f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 60' &\n"
+                    "wait\n")
+    fake.chmod(0o755)
+    ctl = RabbitCtl(timeout=0.5, executable=str(fake))
+    with pytest.raises(RabbitCtlUnavailable, match=r"no answer within 0\.5s"):
+        ctl.queues()
+    grandchild = int(pidfile.read_text())
+    try:
+        handle = os.pidfd_open(grandchild)
+    except ProcessLookupError:
+        return  # gone already
+    try:  # readable once the process has exited
+        exited, _, _ = select.select([handle], [], [], 5.0)
+    finally:
+        os.close(handle)
+    assert exited, f"process {grandchild} outlived the call"

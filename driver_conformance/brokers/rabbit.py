@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -69,6 +70,30 @@ class Connection:
     connection_name: str
 
 
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid``, read from ``/proc`` (none where there is no /proc).
+
+    su puts the shell it starts in a process group of its own, so neither killing
+    the group nor the child reaches the Erlang VM underneath.
+    """
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 class RabbitCtlUnavailable(RuntimeError):
     """``rabbitmqctl`` cannot list this broker (not local, not installed, not permitted)."""
 
@@ -98,12 +123,25 @@ class RabbitCtl:
         return cls(vhost)
 
     def _json(self, *args: str) -> list[dict[str, Any]]:
+        # rabbitmqctl run as root re-executes itself through su as the broker's user, and
+        # the Erlang VM doing the work is a grandchild: on a timeout every process below
+        # goes, or that VM would outlive the run, holding a connection to the node.
         try:
-            out = subprocess.run(
+            proc = subprocess.Popen(
                 [self.executable, *args, "--formatter", "json", "-q"],
-                capture_output=True, text=True, timeout=self.timeout, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        except OSError as exc:
             raise RabbitCtlUnavailable(f"rabbitmqctl {args[0]}: {exc}") from None
+        try:
+            stdout, stderr = proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            for pid in [proc.pid, *_descendants(proc.pid)]:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.communicate()
+            raise RabbitCtlUnavailable(
+                f"rabbitmqctl {args[0]}: no answer within {self.timeout:g}s") from None
+        out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
         if out.returncode != 0:
             detail = (out.stderr or out.stdout).strip().splitlines()
             raise RabbitCtlUnavailable(
