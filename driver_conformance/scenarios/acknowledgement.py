@@ -259,7 +259,8 @@ def _broken_settle(kit: Kit, method: str, fault: str,
     send_target, pairs = notification_targets(kit)
     sub = kit.listen_notifications(driver, pairs, inbox=Inbox("broken", ack=False))
     kit.notify(driver, send_target, {"payload": "broken"})
-    message = sub.inbox.wait_for(1, kit.timing.eventually)[0]
+    with kit.relying_on("notify-listen.address.topic-priority"):
+        message = sub.inbox.wait_for(1, kit.timing.eventually)[0]
     if fault == faults.OUTAGE:
         injector.start_outage()
     else:
