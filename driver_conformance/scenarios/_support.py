@@ -381,6 +381,23 @@ def call_in_background(kit: Kit, driver: Any, target: Any, message: dict[str, An
                                     timeout=timeout, **send_kwargs), what)
 
 
+class _Echo:
+    """An endpoint whose ``echo`` returns what it was handed, ctxt and keyword arguments."""
+
+    def echo(self, ctxt: Any, **kwargs: Any) -> dict[str, Any]:
+        return {"ctxt": ctxt, "args": kwargs}
+
+
+def echo_client(kit: Kit) -> Any:
+    """A public RPC client of a server whose endpoint ``echo`` answers
+    ``{"ctxt": ctxt, "args": kwargs}``: the scenarios about what an endpoint sees."""
+    kit.require("rpc")
+    target = kit.names.target(server=True)
+    transport = kit.rpc_transport()
+    kit.rpc_server(transport, target, [_Echo()])
+    return kit.rpc_client(transport, target, timeout=kit.timing.eventually)
+
+
 def serve(kit: Kit, *, inbox: Inbox | None = None, **driver_kwargs: Any
           ) -> tuple[Any, Subscription, Any]:
     """A server driver listening on a fresh (exchange, topic, server) target.

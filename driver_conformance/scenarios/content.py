@@ -48,6 +48,7 @@ from driver_conformance.scenarios._support import (
     Tally,
     call_in_background,
     ctxt_lost,
+    echo_client,
     serve,
     target,
 )
@@ -261,16 +262,7 @@ def test_whole_of_unicode_through_rpc_call(kit: Kit) -> None:
     """The public RPC path: an endpoint handed the corpus as ctxt and keyword arguments
     echoes both; the caller gets back exactly what it passed (fails as the driver-level
     scenario does, on the request or on the reply)."""
-    kit.require("rpc")
-
-    class Echo:
-        def echo(self, ctxt: Any, **kwargs: Any) -> dict[str, Any]:
-            return {"ctxt": ctxt, "args": kwargs}
-
-    listen_target = kit.names.target(server=True)
-    transport = kit.rpc_transport()
-    kit.rpc_server(transport, listen_target, [Echo()])
-    client = kit.rpc_client(transport, listen_target, timeout=kit.timing.eventually)
+    client = echo_client(kit)
     ctxt, args = unicode_ctxt(), unicode_args()
     result = client.call(unicode_ctxt(), "echo", **unicode_args())
     assert isinstance(result, dict), f"expected the endpoint's echo, got {ascii(result)[:200]}"

@@ -27,6 +27,7 @@ from driver_conformance.scenarios._support import (
     MESSAGE,
     background,
     ctxt_lost,
+    echo_client,
     judge_ctxt,
     notification_targets,
 )
@@ -58,16 +59,7 @@ def test_ctxt_and_message_arrive_equal(kit: Kit, how: str) -> None:
 @pytest.mark.clause("incoming.content.ctxt-and-message", "incoming.content.ctxt-no-added-keys")
 def test_ctxt_and_message_through_rpc_call(kit: Kit) -> None:
     """The public RPC path: what the endpoint sees is what the client passed."""
-    kit.require("rpc")
-
-    class Echo:
-        def echo(self, ctxt: Any, **kwargs: Any) -> dict[str, Any]:
-            return {"ctxt": ctxt, "args": kwargs}
-
-    target = kit.names.target(server=True)
-    transport = kit.rpc_transport()
-    kit.rpc_server(transport, target, [Echo()])
-    client = kit.rpc_client(transport, target, timeout=kit.timing.eventually)
+    client = echo_client(kit)
     result = client.call(copy.deepcopy(CTXT), "echo", **copy.deepcopy(MESSAGE["args"]))
     assert isinstance(result, dict), f"expected the endpoint's echo, got {result!r}"
     judge_ctxt(kit, result.get("ctxt"), result.get("args"), MESSAGE["args"])
