@@ -184,9 +184,7 @@ class UnbalancedDelivery(WrappedDriver):
 
     def wrap_incoming(self, inner: Any, listener: ListenerLike) -> WrappedIncoming:
         message = super().wrap_incoming(inner, listener)
-        ctxt = inner.ctxt
-        if isinstance(ctxt, dict) and _SHARED_KEY in ctxt:
-            message.overrides["ctxt"] = {k: v for k, v in ctxt.items() if k != _SHARED_KEY}
+        if message.take_marker(_SHARED_KEY) is not None:
             message.overrides["shared"] = True
         return message
 

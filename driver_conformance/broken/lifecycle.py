@@ -77,10 +77,9 @@ class LazyFanoutBinding(WrappedDriver):
 
     def wrap_incoming(self, inner: Any, listener: ListenerLike) -> WrappedIncoming:
         message = super().wrap_incoming(inner, listener)
-        ctxt = inner.ctxt
-        if isinstance(ctxt, dict) and _FANOUT_SEQ in ctxt:
-            message.overrides["ctxt"] = {k: v for k, v in ctxt.items() if k != _FANOUT_SEQ}
-            message.overrides["fanout_seq"] = ctxt[_FANOUT_SEQ]
+        seq = message.take_marker(_FANOUT_SEQ)
+        if seq is not None:
+            message.overrides["fanout_seq"] = seq
         return message
 
     def on_deliver(self, listener: WrappedListener | WrappedPollAdapter,

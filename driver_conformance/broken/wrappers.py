@@ -120,6 +120,19 @@ class WrappedIncoming(base.IncomingMessage):
         self.requeued = False
         self.replied = False
 
+    def take_marker(self, key: str) -> Any:
+        """Remove ``key``, which the wrapping driver added to the ctxt it sent, from the
+        delivered ctxt, and return its value (None when the ctxt does not carry it).
+
+        Variants that must recognise their own messages at delivery mark the ctxt
+        on the way out; the receiver must never see the mark.
+        """
+        ctxt = self.inner.ctxt
+        if not isinstance(ctxt, dict) or key not in ctxt:
+            return None
+        self.overrides["ctxt"] = {k: v for k, v in ctxt.items() if k != key}
+        return ctxt[key]
+
     def acknowledge(self) -> None:
         self.driver.on_acknowledge(self)
 
