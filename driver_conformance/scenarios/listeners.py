@@ -38,7 +38,7 @@ from driver_conformance import faults
 from driver_conformance.adapter import CALLBACK, POLL
 from driver_conformance.inbox import Inbox
 from driver_conformance.kit import Kit
-from driver_conformance.scenarios._listening import POLL_CLEANUP, Channel, polling
+from driver_conformance.scenarios._listening import POLL_CLEANUP, POLL_STOP, Channel, polling
 from driver_conformance.scenarios._support import (
     STYLES,
     Collected,
@@ -297,8 +297,8 @@ def test_poll_batch_timer_starts_at_first_message(kit: Kit) -> None:
 def test_poll_after_stop_and_cleanup_does_not_raise(kit: Kit) -> None:
     """A poll after ``stop()`` and after ``cleanup()`` returns a list and raises nothing."""
     with polling(kit) as (_, poller):
-        with kit.relying_on(poller.stop_clause):
-            poller.stop()
+        with kit.relying_on(POLL_STOP):
+            poller.stop_while_polling()
         with kit.clause("poll.errors.no-raise"):
             after_stop = poller.poll(timeout=kit.timing.s(0.1))
             assert isinstance(after_stop, list), (
