@@ -405,12 +405,22 @@ class Kit:
         self._teardown.append((what, action))
 
     def close(self) -> list[str]:
-        """Tear down everything the scenario made; return what went wrong."""
+        """Tear down everything the scenario made; return what went wrong.
+
+        Each call has the call bound until one hangs; the calls after it have a
+        short one (:attr:`Timing.after_hang`).  A teardown with a hung call has
+        already failed, so a shorter bound cannot change its outcome, only its
+        length: a driver whose ``stop()`` hangs usually hangs every cleanup
+        after it as well, and waiting out the full bound for each made one such
+        scenario's teardown take a minute.
+        """
         self.stop_servers()
+        hung = False
         for what, action in reversed(self._teardown):
             try:
-                self.call(action, what=what)
+                self.call(action, what=what, bound=self.timing.after_hang if hung else None)
             except DriverHung as exc:
+                hung = True
                 self.errors.append(str(exc))
             except Exception as exc:
                 self.errors.append(f"{what} raised {exc!r}")

@@ -51,6 +51,11 @@ class Timing:
         return self.s(10.0)
 
     @property
+    def after_hang(self) -> float:
+        """The bound of each teardown call after one has hung (it has failed already)."""
+        return self.s(1.0)
+
+    @property
     def slack(self) -> float:
         """Absolute tolerance added above a nominal duration (scheduling, GC, a loaded box)."""
         return self.s(0.6)

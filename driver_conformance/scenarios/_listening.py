@@ -62,8 +62,11 @@ class Poller:
         return any(not pending.done.is_set() for pending in self._background)
 
     def stop(self) -> None:
+        """``stop()``, bounded as ``poll.stop.unblocks`` bounds the poll it ends: by the
+        kit's "eventually" ceiling, not the call bound."""
         self.stopped = True
-        self.kit.call(self.poller.stop, what="PollStyleListener.stop()")
+        self.kit.call(self.poller.stop, what="PollStyleListener.stop()",
+                      bound=self.kit.timing.eventually)
 
     def stop_while_polling(self) -> None:
         """``stop()`` the way oslo's server does: from another thread, while one polls.
@@ -93,9 +96,10 @@ class Poller:
             return held
 
         runner = background(self.kit, poll_until_stopped, what="poll() until stop() returned",
-                            bound=self.kit.timing.call_bound + self.kit.timing.eventually)
+                            bound=self.kit.timing.eventually * 2)
         try:
-            self.kit.call(self.poller.stop, what="PollStyleListener.stop() while a poll() runs")
+            self.kit.call(self.poller.stop, what="PollStyleListener.stop() while a poll() runs",
+                          bound=self.kit.timing.eventually)
         finally:
             stop_returned.set()
         runner.result(self.kit.timing.eventually)
