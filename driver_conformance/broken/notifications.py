@@ -95,7 +95,10 @@ class NoStoreAndForward(WrappedDriver):
 
     This is a driver publishing to a broadcast address with no queue
     declared for absent subscribers (a plain pub/sub topic): whoever is not
-    consuming at that moment never gets the notification.
+    consuming at that moment never gets the notification.  The publish itself
+    still goes to the backend (to an address nobody subscribes to, where the
+    reference then holds it unseen), so an outage or a retry limit acts on it as
+    on any other: the variant breaks storing, and nothing else.
     """
 
     def _key(self, target: Any, topic: str) -> tuple[str, str, str]:
@@ -104,7 +107,7 @@ class NoStoreAndForward(WrappedDriver):
     def send_notification(self, target: Any, ctxt: Any, message: Any, version: float,
                           retry: int | None = None) -> Any:
         if _LIVE_NOTIFICATION_LISTENERS.first(self._key(target, target.topic)) is None:
-            return None
+            target = target(topic=f"{target.topic}.unsubscribed-{uuid.uuid4().hex}")
         return super().send_notification(target, ctxt, message, version, retry)
 
     def _keys(self, listener: WrappedListener | WrappedPollAdapter) -> list[Any]:

@@ -292,7 +292,14 @@ def test_busy_pool_member_does_not_hoard(kit: Kit, style: str) -> None:
 def published_meanwhile_reach_next_listener(kit: Kit, pool: str | None, *,
                                             start_first: bool) -> None:
     """A first listener on (targets, pool), started and cleaned up or never started;
-    two notifications published; a second listener on the same targets and pool gets both."""
+    two notifications published; a second listener on the same targets and pool gets both.
+
+    The never-started case is not given a store-and-forward control: no public
+    observation tells a driver that keeps nothing for an absent subscriber from
+    one whose listeners consume before ``start()`` (the control's own later
+    listener would drop what it finds), so a driver with either bug fails both
+    clauses, each of which it breaks.
+    """
     pool = require_pool(kit, pool)
     driver = kit.driver()
     ex, t = kit.names.exchange(), kit.names.topic()
@@ -383,10 +390,17 @@ def test_retry_during_outage(kit: Kit, retry: int | None) -> None:
         f"it returned {result}")
     assert done.wait(kit.timing.eventually), f"retry={retry}: no return after the heal"
     assert result.get("ok"), f"retry={retry}: expected success after the heal, got {result}"
+    # Both were published before any listener: the control, sent after the heal, shows
+    # the driver keeps such a notification, so a missing "r" is the retry's loss.
+    publish(kit, driver, ex, t, "info", "control", record=False)
     sub = kit.listen_notifications(kit.driver(), [(target(ex, t), "info")])
-    sub.inbox.wait_for(1, kit.timing.eventually)
-    for message in sub.inbox.messages:
-        kit.history.received(key_of(message.message), "listener")
+    keys = [key_of(m.message) for m in sub.inbox.gather(2, kit.timing.eventually)]
+    with kit.relying_on("notify.store-and-forward.before-first-listener"):
+        assert "control" in keys, (
+            f"expected the notification published after the heal, got {keys}")
+    for key in keys:
+        if key != "control":
+            kit.history.received(key, "listener")
     assert kit.history.check().clean, f"retry={retry}: {kit.history.check()}"
 
 
