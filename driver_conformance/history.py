@@ -83,6 +83,24 @@ class History:
         """Record how the send of ``key`` ended: OK, FAILED or UNKNOWN (timed out, hung)."""
         with self._lock:
             self._sends[key] = status
+            self._lock.notify_all()
+
+    def wait_owed(self, timeout: float) -> bool:
+        """Wait until every send that returned has the copies it owes; False after ``timeout``.
+
+        A last message's arrival (a barrier) does not show the ones before it
+        have arrived: the public RPC server runs its endpoints on a thread
+        pool, so a loaded machine can run the barrier's before an earlier
+        cast's.  Judging then would count that cast lost.  A copy owed that
+        never comes costs the scenario ``timeout``; a duplicate is still seen
+        only if it came before the judgment, as with the barrier alone.
+        """
+        def owed() -> bool:
+            return any(status == OK and self._receipts.get(key, 0) < self._copies.get(key, 1)
+                       for key, status in self._sends.items())
+
+        with self._lock:
+            return self._lock.wait_for(lambda: not owed(), timeout)
 
     def received(self, key: str, where: str = "") -> None:
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -55,3 +56,23 @@ def test_wait_received_returns_as_soon_as_it_arrives() -> None:
     assert hist.wait_received("k", timeout=5) == ["there"]
     with pytest.raises(AssertionError, match="expected 'z' to arrive"):
         hist.wait_received("z", timeout=0.05)
+
+
+def test_wait_owed_returns_once_every_returned_send_arrived() -> None:
+    """A barrier judged before an earlier cast's endpoint ran must not count that cast
+    lost: wait_owed waits for it, bounded, and says False when it never comes."""
+    history = History()
+    for key in ("c-0", "barrier"):
+        history.invoked(key)
+        history.finished(key, h.OK)
+    history.received("barrier")
+    late = threading.Timer(0.05, history.received, args=("c-0",))
+    late.start()
+    assert history.wait_owed(5.0) is True
+    assert history.check().clean
+    history.invoked("never")
+    history.finished("never", h.OK)
+    started = time.monotonic()
+    assert history.wait_owed(0.1) is False
+    assert time.monotonic() - started < 1.0
+    assert history.check().lost == 1

@@ -81,6 +81,8 @@ def sending_in_background(kit: Kit, key: str, send: Any, what: str) -> Pending:
 
 
 def assert_clean(kit: Kit, what: str) -> None:
+    """Judge the history once every send that returned has arrived, or ``eventually`` passed."""
+    kit.history.wait_owed(kit.timing.eventually)
     counts = kit.history.check()
     assert counts.clean, f"{what}: expected no lost or duplicated message, got {counts}"
 
