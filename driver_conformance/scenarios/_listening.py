@@ -92,7 +92,10 @@ class Poller:
         def poll_until_stopped() -> list[Any]:
             held: list[Any] = []
             while not stop_returned.is_set():
-                held.extend(self.poller.poll(timeout=self.kit.timing.short) or [])
+                try:
+                    held.extend(self.poller.poll(timeout=self.kit.timing.short) or [])
+                except Exception:  # judged by poll.errors.no-raise's scenarios, not here
+                    break
             return held
 
         runner = background(self.kit, poll_until_stopped, what="poll() until stop() returned",
