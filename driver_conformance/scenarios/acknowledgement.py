@@ -152,7 +152,10 @@ def test_requeue_redelivers(kit: Kit, then: str) -> None:
 
     ``cleanup-at-once`` tears the listener down right after ``requeue()``
     returns: the requeue must have been processed by then, not lost with the
-    listener.
+    listener.  oslo's listeners run a queued requeue on their polling thread, so
+    the redelivery may reach the same listener before its ``stop()`` returns; that
+    is the requeue taking effect, and what the driver then does with a delivery
+    nobody settled before ``cleanup()`` is not this clause's business.
     """
     kit.require("requeue")
     kit.require("notifications")
@@ -165,11 +168,16 @@ def test_requeue_redelivers(kit: Kit, then: str) -> None:
     settle(kit, first, "requeue", "on a delivered notification")
     if then == "cleanup-at-once":
         sub.cleanup()
-        sub = kit.listen_notifications(driver, pairs, inbox=Inbox("after requeue", ack=False))
-        again = sub.inbox.wait_for(1, kit.timing.eventually)[0]
+        if early := sub.inbox.messages[1:]:
+            again = early[0]
+        else:
+            sub = kit.listen_notifications(driver, pairs,
+                                           inbox=Inbox("after requeue", ack=False))
+            again = sub.inbox.wait_for(1, kit.timing.eventually)[0]
+            settle(kit, again, "acknowledge", "on the redelivered notification")
     else:
         again = sub.inbox.wait_for(2, kit.timing.eventually)[1]
-    settle(kit, again, "acknowledge", "on the redelivered notification")
+        settle(kit, again, "acknowledge", "on the redelivered notification")
     assert (again.ctxt, again.message) == (first.ctxt, first.message), (
         f"expected the requeued notification again (ctxt={first.ctxt!r}, "
         f"message={first.message!r}), got ctxt={again.ctxt!r} message={again.message!r}")
