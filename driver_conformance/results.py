@@ -56,6 +56,8 @@ class ScenarioResult:
     clauses: list[str]
     outcome: str = oc.NOT_RUN
     duration: float = 0.0
+    #: Setup, call and teardown together (a hung teardown call shows here, not in ``duration``).
+    elapsed: float = 0.0
     message: str = ""
     #: The failure's full text (traceback), for the report's detail view.
     detail: str = ""
@@ -127,6 +129,7 @@ class ResultCollector:
         if clauses is None:
             return
         res = self.scenarios.setdefault(report.nodeid, ScenarioResult(report.nodeid, clauses))
+        res.elapsed += getattr(report, "duration", 0.0) or 0.0
         for name in ("delivery", "leaked_threads", "hung", "hypothesis_seed", "mismatch"):
             if name in props:
                 setattr(res, name, props[name])
@@ -211,6 +214,44 @@ class ResultCollector:
     @property
     def hung_calls(self) -> int:
         return sum(len(r.hung) for r in self.scenarios.values())
+
+    def hangs(self) -> Hangs:
+        """What the hung driver calls cost the run (see :class:`Hangs`)."""
+        hung = [r for r in self.scenarios.values() if r.hung]
+        return Hangs(calls=sum(len(r.hung) for r in hung), scenarios=len(hung),
+                     seconds=sum(r.elapsed for r in hung),
+                     total=sum(r.elapsed for r in self.scenarios.values()),
+                     first=f"{hung[0].hung[0]} in {hung[0].nodeid}" if hung else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Hangs:
+    """The scenarios in which a driver call did not return within its bound.
+
+    A driver that hangs in one method makes every scenario that calls it wait
+    out the bound; when those scenarios are most of the run's time, the run's
+    length says "hung driver", not "slow kit", and the summary says so.
+    """
+
+    calls: int
+    scenarios: int
+    #: Setup, call and teardown time of the scenarios with a hung call.
+    seconds: float
+    #: The same, over every scenario of the run.
+    total: float
+    #: The first hung call and its scenario, for the summary.
+    first: str
+
+    @property
+    def dominated(self) -> bool:
+        """Whether the scenarios with hangs took at least half of the run's scenario time."""
+        return self.calls > 0 and self.seconds >= 0.5 * self.total
+
+    def describe(self) -> str:
+        head = "the run was dominated by hangs" if self.dominated else "hangs"
+        return (f"{head}: {self.calls} driver call(s) did not return within their bound, in "
+                f"{self.scenarios} scenario(s), which took {self.seconds:.1f} s of the "
+                f"scenarios' {self.total:.1f} s (first: {self.first})")
 
 
 def worst(judgments: Iterable[str]) -> str:

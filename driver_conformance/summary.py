@@ -91,6 +91,9 @@ def write_summary(tr: Any, config: pytest.Config) -> None:
         tr.write_line(f"driver-conformance: {outcome.backend_error}", red=True, bold=True)
     else:
         write_findings(tr, results)
+    hangs = config.stash[stash.RESULTS].hangs()
+    if hangs.calls:
+        tr.write_line(hangs.describe(), yellow=True, bold=hangs.dominated)
     cleanups = {run.facts.get("cleanup")} | {
         (w.get("facts") or {}).get("cleanup") for w in config.stash[stash.RESULTS].workers}
     for cleanup in sorted(c for c in cleanups if c and c.startswith("NOT cleaned")):

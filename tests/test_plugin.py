@@ -252,3 +252,27 @@ def test_a_conftest_loaded_during_collection_still_joins_the_run(
     assert result.ret == EXIT_UNKNOWN, result.stdout.str()[-2000:]
     doc = __import__("json").loads((pytester.path / "r.json").read_text())
     assert doc["run"]["facts"].get("lazily") == "loaded"
+
+
+def test_a_run_dominated_by_hangs_says_so(pytester: pytest.Pytester) -> None:
+    """A driver whose ``stop()`` hangs makes its scenarios wait out their bounds; the
+    summary says the run's time went to hangs, and names the first hung call."""
+    import json
+
+    from driver_conformance import detect
+
+    pytester.makeconftest(detect.CONFTEST)
+    result = run(pytester, "--driver=broken-poll-stop-hangs", "--clause=poll.stop.unblocks",
+                 "--time-scale=0.2", "-p", "no:randomly", "--report-json=r.json")
+    result.stdout.fnmatch_lines([
+        "the run was dominated by hangs: * driver call(s) did not return within their bound,"
+        " in * scenario(s), which took * s of the scenarios' * s"
+        " (first: PollStyleListener.stop() in listeners.py::*)"])
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert report["run"]["hung_calls"] >= 1 and report["run"]["hung_seconds"] > 0
+
+
+def test_a_run_without_hangs_prints_no_hang_line(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "--driver=reference", "--clause=poll.stop.unblocks", "-q")
+    assert_all_passed(result)
+    assert "hangs" not in result.stdout.str()

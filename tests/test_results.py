@@ -141,3 +141,16 @@ def test_a_notifications_only_driver_is_judged_on_what_it_claims() -> None:
                                           profiles=("notifications",))]
     assert judge_profiles(broken, ["rpc", "notifications"],
                           ["notifications"]).overall.result == "non-compliant"
+
+
+def test_hangs_count_the_teardown_of_the_scenarios_that_hung() -> None:
+    results = ResultCollector()
+    results.add(report("ok", "passed", [A]))
+    results.add(report("stuck", "failed", [A], hung=["listener.stop()"]))
+    results.add(report("stuck", "passed", [A], when="teardown", hung=["listener.stop()"]))
+    hangs = results.hangs()
+    assert (hangs.calls, hangs.scenarios) == (1, 1)
+    assert round(hangs.seconds, 3) == 0.2 and round(hangs.total, 3) == 0.3
+    assert hangs.dominated and hangs.first == "listener.stop() in stuck"
+    assert hangs.describe().startswith("the run was dominated by hangs: 1 driver call(s)")
+    assert not ResultCollector().hangs().dominated

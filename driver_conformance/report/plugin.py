@@ -124,6 +124,7 @@ def run_metadata(config: pytest.Config, run: ConformanceRun, collector: ResultCo
         },
         "error": outcome.backend_error,
         "hung_calls": collector.hung_calls,
+        "hung_seconds": round(collector.hangs().seconds, 3),
         "expectations": expectations,
         "exit_status": outcome.exit_status,
     }
