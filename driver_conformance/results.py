@@ -213,7 +213,7 @@ class ResultCollector:
 
     @property
     def hung_calls(self) -> int:
-        return sum(len(r.hung) for r in self.scenarios.values())
+        return self.hangs().calls
 
     def hangs(self) -> Hangs:
         """What the hung driver calls cost the run (see :class:`Hangs`)."""

@@ -16,6 +16,7 @@ keys it received, so one wait (for the total expected) and one quiet window
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -197,10 +198,16 @@ def test_no_exchange_means_default_exchange(kit: Kit) -> None:
     last = kit.listen(driver, target(y, t, s), inbox=tally.inbox("y-t"))
     routes = {"none-t": [(x, t, "x-to-none"), (None, t, "none-to-none")],
               "x-t2": [(None, t2, "none-to-x")], "y-t": [(y, t, "y-to-y")]}
-    for sends in routes.values():
-        for exchange, topic, key in sends:
-            for i in copies:
-                kit.send(driver, target(exchange, topic, s), {"key": f"{key}-{i}"})
+
+    def each_copy(table: dict[str, list[tuple[str | None, str, str]]]
+                  ) -> Iterator[tuple[str | None, str, dict[str, str]]]:
+        for sends in table.values():
+            for exchange, topic, key in sends:
+                for i in copies:
+                    yield exchange, topic, {"key": f"{key}-{i}"}
+
+    for exchange, topic, body in each_copy(routes):
+        kit.send(driver, target(exchange, topic, s), body)
     if kit.caps.notifications:
         n, n2 = kit.names.topic(), kit.names.topic()
         kit.listen_notifications(driver, [(target(None, n), "info")],
@@ -210,11 +217,8 @@ def test_no_exchange_means_default_exchange(kit: Kit) -> None:
                                         inbox=tally.inbox("n-y"))
         notified = {"n-none": [(x, n, "nx-to-none"), (None, n, "nnone-to-none")],
                     "n-x": [(None, n2, "nnone-to-x")], "n-y": [(y, n, "ny-to-y")]}
-        for sends in notified.values():
-            for exchange, topic, key in sends:
-                for i in copies:
-                    kit.notify(driver, target(exchange, f"{topic}.info"),
-                               {"key": f"{key}-{i}"})
+        for exchange, topic, body in each_copy(notified):
+            kit.notify(driver, target(exchange, f"{topic}.info"), body)
         routes |= notified
     expected = {name: {f"{key}-{i}" for _, _, key in sends for i in copies}
                 for name, sends in routes.items()}
